@@ -1,0 +1,1 @@
+"""Driver side of depth-grid: CLI entry points, split, leaderboard, prediction."""

@@ -1,0 +1,1 @@
+"""Search spaces: plain data, one module per space, each exposing ``space(**overrides)``."""

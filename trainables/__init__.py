@@ -1,0 +1,1 @@
+"""What runs inside a trial: data, models, losses, metrics and the Tune trainable."""

@@ -1,0 +1,101 @@
+"""One registry of architectures: ``name -> builder``, and ``build_model``.
+
+Pretrained sources are resolved in this order (as timm's ``_builder`` does):
+1. ``pretrained=DIR`` holding a depth-grid ``config.json`` + ``model.pt`` (``save_pretrained``):
+   the whole model, its saved kwargs updated by the caller's.
+2. ``pretrained=FILE`` (``.pt``/``.pth``): a whole-model state dict or a trial checkpoint.
+3. ``pretrained=DIR`` of another kind (a local Hugging Face snapshot) or ``pretrained=True``:
+   passed to the builder, which loads its encoder from there or from its documented source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from trainables.models.base import WEIGHTS_NAME, DepthModel, read_saved_config
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    builder: Callable[..., DepthModel]
+    source: str  # where pretrained=True takes its weights from, in words
+    description: str
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, source: str, description: str):
+    """Decorator adding ``builder(pretrained=..., **kw) -> DepthModel`` under ``name``."""
+
+    def wrap(builder: Callable[..., DepthModel]) -> Callable[..., DepthModel]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        MODELS[name] = ModelEntry(builder, source, description)
+        return builder
+
+    return wrap
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Weights were asked for and cannot be had; the message says how to provide them."""
+
+
+def _state_dict_from_file(path: Path) -> dict:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]  # a trial checkpoint
+    return obj
+
+
+def build_model(name: str, *, pretrained: bool | str | Path = False, **kw) -> DepthModel:
+    """Build a registered architecture.
+
+    Args:
+        name: a key of ``MODELS`` (``python -m grid.models`` lists them).
+        pretrained: ``False`` (random init), ``True`` (the architecture's documented source),
+            or a local directory / file (see the module docstring).
+        **kw: architecture options, e.g. ``size="tiny"``.
+
+    Examples:
+        >>> m = build_model("unet", size="tiny")
+        >>> m = build_model("segformer_b4", pretrained=True)  # nvidia/segformer-b4-finetuned-ade-512-512
+        >>> m = build_model("unet", pretrained="runs/unet_saved")  # from save_pretrained
+    """
+    _ensure_registered()
+    if name not in MODELS:
+        raise KeyError(f"unknown architecture {name!r}; valid: {', '.join(sorted(MODELS))}")
+    full_state, source = None, pretrained
+    if isinstance(pretrained, (str, Path)):
+        path = Path(pretrained).expanduser()
+        if not path.exists():
+            raise PretrainedWeightsError(f"{path}: pretrained weights path does not exist")
+        saved = read_saved_config(path) if path.is_dir() else None
+        if saved is not None:
+            if saved["name"] != name:
+                raise PretrainedWeightsError(
+                    f"{path}: holds a {saved['name']!r} model, not {name!r}")
+            kw = {**saved.get("kwargs", {}), **kw}
+            full_state = torch.load(path / WEIGHTS_NAME, map_location="cpu", weights_only=True)
+            pretrained = False
+        elif path.is_file():
+            full_state = _state_dict_from_file(path)
+            pretrained = False
+    model = MODELS[name].builder(pretrained=pretrained, **kw)
+    model.arch_config = {"name": name, "kwargs": dict(kw)}
+    if full_state is not None:
+        missing, unexpected = model.load_state_dict(full_state, strict=False)
+        if missing or unexpected:
+            raise PretrainedWeightsError(
+                f"{source!s}: weights do not fit {name!r} {kw}: {len(missing)} missing keys "
+                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    return model
+
+
+def _ensure_registered() -> None:
+    # Importing the package registers every architecture module.
+    import trainables.models  # noqa: F401
