@@ -1,0 +1,64 @@
+"""Driver-side preparation of an experiment: the data, the shared split, the experiment record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from grid.split import Split, compute_split
+from grid.synth import ensure_synthetic
+from search_spaces.profiles import SYNTHETIC
+from trainables.data import DatasetSpec, Item, index_dataset
+from trainables.io import write_json
+from trainables.loop import DataBundle
+
+
+class ExperimentError(RuntimeError):
+    """The experiment cannot start or resume as asked; the message says why."""
+
+
+def resolve_data(data: Path | None, results: Path, **spec_kw: Any) -> tuple[DatasetSpec, bool]:
+    """The dataset to train on, and whether it is the built-in synthetic default."""
+    if data is not None:
+        return DatasetSpec.detect(data, **{k: v for k, v in spec_kw.items() if v is not None}), False
+    root = ensure_synthetic(results / "synth", **SYNTHETIC)
+    print(f"No --data given: using the built-in synthetic scenes at {root} "
+          f"({SYNTHETIC['scenes']} scenes x {SYNTHETIC['views']} views, CPU-sized profile). "
+          "Pass --data DIR for real data.")
+    return DatasetSpec(root=root, format="cil"), True
+
+
+def prepare_bundle(spec: DatasetSpec, results: Path, *, seed: int = 0, val_fraction: float = 0.2,
+                   split_method: str | None = None) -> tuple[DataBundle, Split]:
+    """Index the data and compute (or load from the cache) the leakage-free split."""
+    items = index_dataset(spec)
+    kw = {"val_fraction": val_fraction, "seed": seed, "cache_dir": results / "splits"}
+    if split_method:
+        kw["method"] = split_method
+    split = compute_split(spec, items, **kw)
+    by_name: dict[str, Item] = {it.name: it for it in items}
+    bundle = DataBundle(spec=spec, train=tuple(by_name[n] for n in split.train),
+                        val=tuple(by_name[n] for n in split.val), split_id=split.fingerprint)
+    return bundle, split
+
+
+def spec_record(spec: DatasetSpec) -> dict[str, Any]:
+    return {"root": str(spec.root), "format": spec.format, "list_file": spec.list_file,
+            "depth_scale": spec.depth_scale, "crop": list(spec.crop) if spec.crop else None}
+
+
+def record_experiment(experiment_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Write ``experiment.json``; refuse to resume an experiment started with other settings."""
+    path = experiment_dir / "experiment.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("signature") != record["signature"]:
+            raise ExperimentError(
+                f"{experiment_dir} holds experiment {record['name']!r} started with other settings:\n"
+                f"  before: {json.dumps(old.get('signature'), sort_keys=True)}\n"
+                f"  now:    {json.dumps(record['signature'], sort_keys=True)}\n"
+                "Re-run with the same options to resume it, or pass --name NEW for a new experiment.")
+        record = {**old, **record}
+    write_json(path, record)
+    return record

@@ -1,0 +1,20 @@
+"""Run profiles: plain data that ``grid.run`` lays over a space's values.
+
+``CPU_DEFAULT`` applies when no ``--data`` is given: the built-in synthetic scenes at a size a
+2-core CPU trains every real architecture of a space on in minutes. The numbers are a smoke-scale
+reproduction, not the paper's settings; real runs use a space's own values.
+"""
+
+SYNTHETIC = {"scenes": 16, "views": 6, "size": (120, 160), "seed": 0, "motion": "drift"}
+
+CPU_DEFAULT = {
+    "epochs": 1,
+    "image_size": [64, 80],
+    "batch_size": 4,
+    "accum_steps": 1,
+    "max_steps_per_epoch": 6,
+    "max_val_images": 8,
+    "log_images": 2,
+    "num_workers": 0,
+    "pretrained": "if_available",
+}

@@ -1,0 +1,130 @@
+"""The trial's configuration: Tune's ``config`` dict becomes a frozen, typed dataclass at the door."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PRETRAINED_POLICIES = ("yes", "no", "if_available")
+SCHEDULES = ("none", "cosine")
+LOSSES = ("si_log", "si_log_sqrt")
+
+
+class ConfigError(ValueError):
+    """A trial config with unknown keys, wrong types or out-of-range values."""
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs besides the data.
+
+    ``batch_size`` is the per-step batch; ``accum_steps`` steps make one optimiser update, so the
+    effective batch is ``batch_size * accum_steps`` (paper: 16 = 2 x 8 on a GPU that fits 2).
+    ``pretrained``: ``yes`` fails when the weights cannot be had, ``if_available`` falls back
+    to random init and records it (the leaderboard shows ``weights=random``), ``no`` never loads.
+    ``fault`` is for tests only (see ``trainables.loop.check_fault``).
+    """
+
+    arch: str
+    lam: float = 0.5
+    lr: float = 1e-4
+    weight_decay: float = 1e-3
+    epochs: int = 4
+    batch_size: int = 2
+    accum_steps: int = 8
+    image_size: tuple[int, int] = (426, 560)
+    pretrained: str = "yes"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss: str = "si_log"
+    schedule: str = "none"
+    amp: bool = True
+    channels_last: bool = True
+    num_workers: int = 2
+    max_steps_per_epoch: int = 0  # 0: the whole training set every epoch
+    max_val_images: int = 0  # 0: the whole validation set
+    log_images: int = 3
+    seed: int = 0
+    fault: str = ""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lam >= 0 and self.lam <= 1, "lam must be in [0, 1]"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1 and self.accum_steps >= 1, "batch_size and accum_steps must be >= 1"),
+            (len(self.image_size) == 2 and min(self.image_size) >= 8, "image_size must be (H, W), each >= 8"),
+            (self.pretrained in PRETRAINED_POLICIES, f"pretrained must be one of {PRETRAINED_POLICIES}"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.num_workers >= 0 and self.max_steps_per_epoch >= 0 and self.max_val_images >= 0,
+             "num_workers, max_steps_per_epoch and max_val_images must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message} (config: {self})")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.accum_steps
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> TrialConfig:
+        """Validate a Tune config: unknown keys and wrong types raise ``ConfigError``."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown trial config key(s) {unknown}; valid keys: {sorted(fields)}")
+        if "arch" not in config:
+            raise ConfigError("trial config needs 'arch' (an architecture name)")
+        hints = typing.get_type_hints(cls)
+        values = {name: _coerce(name, value, hints[name]) for name, value in config.items()}
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Accept what Tune and JSON produce (numpy scalars, lists for tuples); reject the rest."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+    elif hint is int:
+        if _is_number(value) and float(value).is_integer():
+            return int(value)
+    elif hint is float:
+        if _is_number(value):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)) and all(_is_number(v) and float(v).is_integer() for v in value):
+            return tuple(int(v) for v in value)
+    elif origin is dict or hint is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif isinstance(hint, types.UnionType):  # pragma: no cover - no union fields today
+        return value
+    raise ConfigError(f"trial config key {name!r}: expected {_hint_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return not isinstance(value, (bool, np.bool_, str)) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)

@@ -1,0 +1,162 @@
+"""The trial's small helpers: loaders, one training epoch, evaluation, depth panels."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from torch.utils.data import DataLoader
+
+from trainables.config import TrialConfig
+from trainables.data import DatasetSpec, DepthDataset, Item, collate, denormalize
+from trainables.losses import si_log_loss
+from trainables.metrics import MetricAccumulator
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """What every trial shares through the object store: the spec and the split's item lists
+    (paths and names, not pixels: each trial reads the images from disk itself)."""
+
+    spec: DatasetSpec
+    train: tuple[Item, ...]
+    val: tuple[Item, ...]
+    split_id: str = ""
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the test-only ``fault`` option."""
+
+
+def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLoader]:
+    train_ds = DepthDataset(list(data.train), data.spec, size=cfg.image_size, train=True)
+    val_items = list(data.val)[: cfg.max_val_images or None]
+    val_ds = DepthDataset(val_items, data.spec, size=cfg.image_size, train=False)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    common = {"num_workers": cfg.num_workers, "collate_fn": collate, "pin_memory": torch.cuda.is_available(),
+              "persistent_workers": cfg.num_workers > 0}
+    train = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
+                       generator=gen, **common)
+    val = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **common)
+    return train, val
+
+
+def _autocast(cfg: TrialConfig, device: torch.device):
+    if device.type == "cuda" and cfg.amp:
+        return torch.autocast("cuda", dtype=torch.float16)  # T4/P100: no bf16
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor, cfg: TrialConfig, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def check_fault(cfg: TrialConfig, epoch: int, step: int, resumed_epoch: int = -1) -> None:
+    """Test-only faults, ``[ARCH:]KIND@ARG``: ``raise@E.S`` raises at epoch E step S;
+    ``kill@E.S`` SIGKILLs this trial process there unless it was restored from a checkpoint
+    (``resumed_epoch >= 0``), so the retried trial goes on (use E >= 1: a checkpoint must exist); ``sleep@SECONDS`` sleeps every step. Without ``ARCH:`` every trial."""
+    if not cfg.fault:
+        return
+    target, _, spec = cfg.fault.rpartition(":")
+    if target and target != cfg.arch:
+        return
+    kind, _, arg = spec.partition("@")
+    if kind == "sleep":
+        time.sleep(float(arg))
+        return
+    e, s = (int(v) for v in arg.split("."))
+    if (epoch, step) != (e, s):
+        return
+    if kind == "raise":
+        raise InjectedFault(f"injected fault at epoch {epoch} step {step} (config fault={cfg.fault!r})")
+    if kind == "kill" and resumed_epoch < 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, scheduler, cfg: TrialConfig, device: torch.device,
+                    epoch: int, resumed_epoch: int = -1) -> float:
+    """One pass (or ``max_steps_per_epoch`` steps) with gradient accumulation; mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    n_steps = min(len(loader), cfg.max_steps_per_epoch or len(loader))
+    for step, batch in enumerate(loader):
+        if step >= n_steps:
+            break
+        check_fault(cfg, epoch, step, resumed_epoch)
+        image = _to_device(batch["image"], cfg, device)  # (B, 3, h, w)
+        target = batch["depth"].to(device, non_blocking=True)  # (B, 1, h, w)
+        with _autocast(cfg, device):
+            log_pred = model.forward_log(image)  # (B, 1, h, w)
+        loss = si_log_loss(log_pred.float(), target, cfg.lam, sqrt=cfg.loss == "si_log_sqrt")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch} step {step}")
+        scaler.scale(loss / cfg.accum_steps).backward()
+        last = step + 1 == n_steps
+        if (step + 1) % cfg.accum_steps == 0 or last:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if scheduler is not None:
+                scheduler.step()
+        total += float(loss.detach())
+        count += 1
+    return total / max(count, 1)
+
+
+def updates_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
+    n_steps = min(n_batches, cfg.max_steps_per_epoch or n_batches)
+    return math.ceil(n_steps / cfg.accum_steps)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig, device: torch.device,
+             n_examples: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Metrics at each target's native resolution (prediction upsampled bilinearly), plus up to
+    ``n_examples`` depth panels of the first validation images."""
+    model.eval()
+    acc = MetricAccumulator()
+    panels: list[np.ndarray] = []
+    for batch in loader:
+        image = _to_device(batch["image"], cfg, device)
+        with _autocast(cfg, device):
+            log_pred = model.forward_log(image)
+        targets = batch["depth"]
+        for i in range(image.shape[0]):
+            target = targets[i]  # (1, H, W) native
+            pred = F.interpolate(log_pred[i : i + 1].float(), size=target.shape[-2:], mode="bilinear",
+                                 align_corners=False).exp()[0].cpu()
+            acc.update(pred[None], target[None])
+            if len(panels) < n_examples:
+                rgb = F.interpolate(denormalize(batch["image"][i : i + 1]), size=target.shape[-2:], mode="bilinear",
+                                    align_corners=False)[0]
+                panels.append(depth_panel(rgb.numpy(), target[0].numpy(), pred[0].numpy()))
+    return acc.result(), panels
+
+
+def depth_panel(rgb: np.ndarray, target: np.ndarray, pred: np.ndarray, cmap: str = "magma_r") -> np.ndarray:
+    """RGB | target | prediction side by side as (3, H, 3W) floats, both depths on one colour
+    scale (the target's valid range); invalid target pixels are black."""
+    valid = target > 1e-6
+    lo, hi = (float(target[valid].min()), float(target[valid].max())) if valid.any() else (0.0, 1.0)
+    scale = max(hi - lo, 1e-6)
+    colour = colormaps[cmap]
+
+    def paint(d: np.ndarray) -> np.ndarray:
+        img = colour(np.clip((d - lo) / scale, 0, 1))[..., :3].transpose(2, 0, 1)
+        return img
+
+    tgt = paint(target) * valid[None]
+    return np.concatenate([rgb.astype(np.float64), tgt, paint(pred)], axis=2).astype(np.float32)

@@ -1,0 +1,146 @@
+"""The Tune function trainable: one trial trains one architecture at one lambda / lr.
+
+Used as ``tune.with_parameters(train_depth, data=bundle)`` (see ``grid.run``). Each epoch it
+validates with every metric, reports with a checkpoint, and logs TensorBoard scalars and depth
+panels into the trial folder. A restarted trial resumes from ``tune.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+from torch.utils.tensorboard import SummaryWriter
+
+from trainables.config import TrialConfig
+from trainables.io import atomic_write, write_json
+from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch, updates_per_epoch
+from trainables.models import PretrainedWeightsError, build_model
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def pick_device() -> torch.device:
+    """CUDA when this trial holds a GPU that torch can use, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def build_trial_model(cfg: TrialConfig) -> tuple[torch.nn.Module, str]:
+    """The model and where its weights came from (``pretrained``, ``random`` or ``random (...)``)."""
+    if cfg.pretrained == "no":
+        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random"
+    try:
+        return build_model(cfg.arch, pretrained=True, **cfg.model_kwargs), "pretrained"
+    except PretrainedWeightsError as e:
+        if cfg.pretrained == "yes":
+            raise
+        log.warning("%s: pretrained weights unavailable, training from random init: %s", cfg.arch, e)
+        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random (weights unavailable)"
+
+
+def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
+    with atomic_write(directory / CHECKPOINT_FILE, "wb") as fh:
+        torch.save(state, fh)
+
+
+def load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any]:
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+def _trial_dir() -> Path:
+    try:
+        return Path(tune.get_context().get_trial_dir())
+    except Exception:  # outside Tune (direct calls in benchmarks): a temp folder
+        return Path(tempfile.mkdtemp(prefix="depth-trial-"))
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside Ray
+        return ""
+
+
+def _gpu_ids() -> str:
+    """The GPUs Ray assigned to this trial (logical ones too), e.g. "0"; empty when none."""
+    try:
+        import ray
+
+        return ",".join(str(g) for g in ray.get_gpu_ids())
+    except Exception:
+        return ""
+
+
+def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
+    """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch."""
+    cfg = TrialConfig.from_dict(config)
+    torch.manual_seed(cfg.seed)
+    device = pick_device()
+    model, weights = build_trial_model(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = make_loaders(cfg, data)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
+    scheduler = None
+    if cfg.schedule == "cosine":
+        total = cfg.epochs * updates_per_epoch(len(train_loader), cfg)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+
+    start_epoch, elapsed = 0, 0.0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        start_epoch, elapsed = state["epoch"], state.get("train_seconds", 0.0)
+        log.info("resumed %s from epoch %d", cfg.arch, start_epoch)
+
+    # purge_step drops events a killed run logged after its last checkpoint: no duplicate epochs.
+    writer = SummaryWriter(log_dir=str(_trial_dir()), purge_step=start_epoch + 1)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            train_loss = train_one_epoch(model, train_loader, optimizer, scaler, scheduler, cfg, device, epoch,
+                                         resumed_epoch=start_epoch if checkpoint is not None else -1)
+            metrics, panels = evaluate(model, val_loader, cfg, device, n_examples=cfg.log_images)
+            elapsed += time.perf_counter() - t0
+            step = epoch + 1
+            result = {
+                "epoch": step, "train_loss": train_loss, **metrics, "lr": optimizer.param_groups[0]["lr"],
+                "params": n_params, "weights": weights, "device": device.type, "train_seconds": elapsed,
+                "hostname": platform.node(), "node_id": _node_id(), "gpu_ids": _gpu_ids(),
+            }
+            for key in ("train_loss", *metrics):
+                writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
+            for i, panel in enumerate(panels):
+                writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
+            writer.flush()
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": step,
+                "arch_config": model.arch_config, "trial_config": cfg.to_dict(),
+                "image_size": list(cfg.image_size), "metrics": {k: v for k, v in result.items() if k != "weights"},
+                "weights": weights, "train_seconds": elapsed,
+            }
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(Path(tmp), state)
+                write_json(Path(tmp) / "metrics.json", state["metrics"])  # read by the leaderboard
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+    finally:
+        writer.close()
