@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs as pafs
 
 from trainables.io import atomic_write
 
@@ -36,12 +37,42 @@ def read_experiment(experiment_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _results(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
-    if not path.is_file():
+class Storage:
+    """Read-only access to Tune's storage, local or remote (``gs://``, ``s3://``), through the
+    same pyarrow filesystems Tune writes with."""
+
+    def __init__(self, uri: str) -> None:
+        if "://" in uri:
+            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), str(Path(uri).resolve())
+        self.remote = "://" in uri
+        self.prefix = uri.split("://")[0] + "://" if self.remote else ""
+
+    def is_dir(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.Directory
+
+    def is_file(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
+    def listdir(self, path: str) -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
+
+    def read_text(self, path: str) -> str:
+        with self.fs.open_input_stream(path) as fh:
+            return fh.read().decode("utf-8", errors="replace")
+
+    def uri(self, path: str) -> str:
+        return self.prefix + path if self.remote else path
+
+
+def _results(store: Storage, trial_dir: str) -> list[dict]:
+    path = f"{trial_dir}/result.json"
+    if not store.is_file(path):
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in store.read_text(path).splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut short by a killed process
@@ -51,37 +82,39 @@ def _results(trial_dir: Path) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def _error_message(trial_dir: Path) -> str:
-    path = trial_dir / "error.txt"
-    if not path.is_file():
+def _error_message(store: Storage, trial_dir: str) -> str:
+    path = f"{trial_dir}/error.txt"
+    if not store.is_file(path):
         return ""
-    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in store.read_text(path).splitlines() if ln.strip()]
     causes = [ln for ln in lines if "Error:" in ln or "Exception:" in ln]
     return (causes[-1] if causes else lines[-1])[:300] if lines else "error"
 
 
-def _best_checkpoint(trial_dir: Path) -> tuple[str, float]:
+def _best_checkpoint(store: Storage, trial_dir: str) -> tuple[str, float]:
     best, best_score = "", math.inf
-    for ckpt in sorted(trial_dir.glob("checkpoint_*")):
-        metrics_file = ckpt / "metrics.json"
-        if not (ckpt / "checkpoint.pt").is_file() or not metrics_file.is_file():
+    for ckpt in store.listdir(trial_dir):
+        if not Path(ckpt).name.startswith("checkpoint_"):
             continue
-        score = json.loads(metrics_file.read_text()).get("si_rmse", math.inf)
+        metrics_file = f"{ckpt}/metrics.json"
+        if not store.is_file(f"{ckpt}/checkpoint.pt") or not store.is_file(metrics_file):
+            continue
+        score = json.loads(store.read_text(metrics_file)).get("si_rmse", math.inf)
         if score < best_score:
-            best, best_score = str((ckpt / "checkpoint.pt").resolve()), score
+            best, best_score = store.uri(f"{ckpt}/checkpoint.pt"), score
     return best, best_score
 
 
-def trial_row(trial_dir: Path, gpus_per_trial: float, statuses: dict[str, str]) -> dict:
-    params = json.loads((trial_dir / "params.json").read_text())
-    results = _results(trial_dir)
+def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: dict[str, str]) -> dict:
+    params = json.loads(store.read_text(f"{trial_dir}/params.json"))
+    results = _results(store, trial_dir)
     last = results[-1] if results else {}
     best = min(results, key=lambda r: r.get("si_rmse", math.inf)) if results else {}
-    checkpoint, _ = _best_checkpoint(trial_dir)
-    trial_id = last.get("trial_id") or trial_dir.name
+    checkpoint, _ = _best_checkpoint(store, trial_dir)
+    trial_id = last.get("trial_id") or Path(trial_dir).name
     epochs = int(params.get("epochs", 0))
     done = int(last.get("epoch", 0))
-    error = _error_message(trial_dir)
+    error = _error_message(store, trial_dir)
     if done >= epochs > 0:
         status = "finished"
     elif error:
@@ -105,11 +138,12 @@ def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = No
     statuses = statuses if statuses is not None else info.get("trial_status", {})
     rows = []
     for tune_dir in info.get("tune_dirs", []):
-        tune_dir = Path(tune_dir)
-        if not tune_dir.is_dir():
-            continue  # remote storage: rebuild from a synced copy
-        for trial_dir in sorted(p for p in tune_dir.iterdir() if (p / "params.json").is_file()):
-            rows.append(trial_row(trial_dir, float(info.get("gpus_per_trial", 0)), statuses))
+        store = Storage(tune_dir)
+        if not store.is_dir(store.root):
+            continue  # not started yet
+        for trial_dir in store.listdir(store.root):
+            if store.is_file(f"{trial_dir}/params.json"):
+                rows.append(trial_row(store, trial_dir, float(info.get("gpus_per_trial", 0)), statuses))
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.sort_values(["si_rmse", "arch"], na_position="last", kind="stable").reset_index(drop=True)
 

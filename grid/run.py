@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-concurrent", type=_positive(int), help="at most this many trials at once")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
     p.add_argument("--retry-errored", action="store_true", help="on resume, re-run errored trials from scratch")
-    p.add_argument("--address", help="a running Ray cluster (e.g. auto or HOST:6379); default: start one locally")
+    p.add_argument("--address", help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001); default: a new local one")
     p.add_argument("--seed", type=int, default=0, help="split and search seed")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2, 3], help="Tune's output level")
@@ -151,7 +151,7 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric="si_rmse", mode="min", num_samples=search["num_samples"],
                                     search_alg=algo, scheduler=scheduler,
-                                    max_concurrent_trials=args.max_concurrent),
+                                    max_concurrent_trials=args.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
             name=tune_name, storage_path=storage, verbose=args.verbose,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="si_rmse",
@@ -191,7 +191,9 @@ def run(args: argparse.Namespace) -> Path:
     experiment_dir = results / (args.name or args.space)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=args.address, include_dashboard=False if args.address is None else None,
+        # "local" always starts a fresh local instance, never joining a cluster by accident.
+        local = args.address in (None, "local")
+        ray.init(address=args.address or "local", include_dashboard=False if local else None,
                  configure_logging=False)
     gpus = args.gpus_per_trial
     if gpus is None:

@@ -1,0 +1,126 @@
+"""The grid's overhead, measured in one run.
+
+1. Grid wall time versus the trials' summed training time divided by the concurrency
+   (target: ratio < 1.15). Trials are real ``train_depth`` runs of a small model on generated scenes.
+2. The trainable's per-step cost (``train_one_epoch``: loader, accumulation, loss, optimiser)
+   versus a bare PyTorch loop on the same model and an in-memory batch (target: < 5% overhead).
+
+    python benchmarks/bench_grid.py [--trials 4] [--concurrency 2] [--epochs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def _bundle(root: Path, size: tuple[int, int]):
+    from grid.synth import generate
+    from trainables.data import DatasetSpec, index_dataset
+    from trainables.loop import DataBundle
+
+    data = generate(root / "scenes", scenes=6, views=4, size=size, seed=0)
+    spec = DatasetSpec(root=data, format="cil")
+    items = index_dataset(spec)
+    return DataBundle(spec=spec, train=tuple(items[:20]), val=tuple(items[20:]))
+
+
+def _config(epochs: int, image_size: list[int]) -> dict:
+    return {"arch": "mobilenet_unet", "model_kwargs": {"size": "tiny"}, "pretrained": "no", "epochs": epochs,
+            "batch_size": 4, "accum_steps": 1, "image_size": image_size,
+            "max_val_images": 4, "log_images": 1, "num_workers": 0, "lr": 1e-3}
+
+
+def grid_overhead(bundle, trials: int, concurrency: int, epochs: int, image_size: list[int]) -> None:
+    import ray
+    from ray import tune
+
+    from trainables.trainable import train_depth
+
+    tmp = tempfile.mkdtemp(prefix="bg", dir="/tmp")
+    ray.init(address="local", num_cpus=concurrency, include_dashboard=False, _temp_dir=tmp,
+             log_to_driver=False, configure_logging=False)
+    try:
+        space = {**_config(epochs, image_size), "seed": tune.grid_search(list(range(trials)))}
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(train_depth, data=bundle), {"cpu": 1}),
+            param_space=space,
+            tune_config=tune.TuneConfig(metric="si_rmse", mode="min", max_concurrent_trials=concurrency,
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(name="bench", storage_path=str(Path(tmp) / "storage"), verbose=0),
+        )
+        t0 = time.perf_counter()
+        results = tuner.fit()
+        wall = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    summed = sum(r.metrics["time_total_s"] for r in results)
+    train = sum(r.metrics["train_seconds"] for r in results)
+    ideal = summed / concurrency
+    print(f"grid: {trials} trials, concurrency {concurrency}: wall {wall:.1f} s; summed trial time "
+          f"{summed:.1f} s (training+validation {train:.1f} s); ratio wall / (summed / concurrency) = "
+          f"{wall / ideal:.3f} (target < 1.15)")
+
+
+def step_overhead(bundle, image_size: list[int]) -> None:
+    import torch
+
+    from trainables.config import TrialConfig
+    from trainables.loop import make_loaders, train_one_epoch
+    from trainables.losses import si_log_loss
+    from trainables.models import build_model
+
+    torch.set_num_threads(1)
+    cfg = TrialConfig.from_dict(_config(1, image_size))
+    train_loader, _ = make_loaders(cfg, bundle)
+    model = build_model(cfg.arch, **cfg.model_kwargs)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    batch = next(iter(train_loader))
+    image, target = batch["image"], batch["depth"]
+
+    def bare() -> float:
+        model.train()
+        t0 = time.perf_counter()
+        for _ in range(len(train_loader)):
+            loss = si_log_loss(model.forward_log(image), target, cfg.lam)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
+
+    def ours() -> float:
+        t0 = time.perf_counter()
+        train_one_epoch(model, train_loader, opt, scaler, None, cfg, torch.device("cpu"), epoch=0)
+        return time.perf_counter() - t0
+
+    bare(), ours()  # warm-up
+    n = len(train_loader)
+    t_bare = min(bare() for _ in range(3)) / n
+    t_ours = min(ours() for _ in range(3)) / n
+    print(f"step: bare loop {t_bare * 1e3:.1f} ms/step, trainable {t_ours * 1e3:.1f} ms/step "
+          f"(batch {cfg.batch_size} at {image_size[0]}x{image_size[1]}, reading images from disk): "
+          f"overhead {100 * (t_ours / t_bare - 1):+.1f}% (target < 5%)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=8, help="epochs per trial (5 steps + validation each)")
+    p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = _bundle(Path(tmp), (96, 128))
+        step_overhead(bundle, args.image_size)
+        grid_overhead(bundle, args.trials, args.concurrency, args.epochs, args.image_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Real Tune experiments of the smoke space on generated scenes: leaderboard, checkpoints,
+TensorBoard, logical-GPU scheduling, and resuming an interrupted experiment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grid.run import parse_args, run
+from grid.synth import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("scenes"), scenes=5, views=3, size=(40, 56), seed=1)
+
+
+def _trial_dirs(results: Path, name: str) -> list[Path]:
+    return sorted(p.parent for p in (results / "ray" / name).glob("*/params.json"))
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, scenes: Path, tmp_path: Path):
+    results = tmp_path / "results"
+    exp = run(parse_args(["--space", "smoke", "--data", str(scenes), "--results", str(results),
+                          "--gpus-per-trial", "0", "--verbose", "0"]))
+    board = pd.read_csv(exp / "leaderboard.csv")
+    assert sorted(board.arch) == ["mobilenet_unet", "unet"]
+    assert (board.status == "finished").all(), board[["arch", "status", "error"]]
+    assert board.si_rmse.notna().all() and (board.si_rmse > 0).all()
+    assert list(board.si_rmse) == sorted(board.si_rmse)
+    assert (board.epochs_done == 1).all() and (board.params > 0).all()
+    assert (exp / "leaderboard.md").read_text().count("| unet") == 1
+
+    for path in board.checkpoint:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        assert state["epoch"] == 1 and state["arch_config"]["name"] in {"unet", "mobilenet_unet"}
+        assert {"model", "optimizer", "scaler"} <= set(state)
+
+    record = json.loads((exp / "experiment.json").read_text())
+    split = json.loads(Path(record["split"]).read_text())
+    assert split["val"] and not set(split["val"]) & set(split["train"])
+
+    trial_dirs = _trial_dirs(results, "smoke")
+    assert len(trial_dirs) == 2
+    for trial_dir in trial_dirs:
+        events = EventAccumulator(str(trial_dir), size_guidance={"images": 4}).Reload()
+        tags = events.Tags()
+        assert {"val/si_rmse", "val/delta1", "train/train_loss"} <= set(tags["scalars"])
+        assert "val/depth_0" in tags["images"]
+        image = events.Images("val/depth_0")[0]
+        assert (image.height, image.width) == (40, 3 * 56)  # RGB | target | prediction at native size
+
+
+def test_trials_request_a_gpu_each_and_run_on_the_cpu(ray_session, scenes: Path, tmp_path: Path):
+    """The session's Ray has one logical GPU: trials hold it (Ray assigns GPU id 0), and since
+    torch sees no CUDA device they fall back to the CPU."""
+    results = tmp_path / "results"
+    run(parse_args(["--space", "smoke", "--data", str(scenes), "--results", str(results), "--name", "gpu",
+                    "--gpus-per-trial", "1", "--verbose", "0"]))
+    rows = [_results(d)[-1] for d in _trial_dirs(results, "gpu")]
+    assert len(rows) == 2
+    assert all(r["gpu_ids"] == "0" and r["device"] == "cpu" for r in rows), rows
+    # One logical GPU and one GPU per trial: the two trials cannot have overlapped.
+    spans = sorted((r["timestamp"] - r["time_total_s"], r["timestamp"]) for r in rows)
+    assert spans[0][1] <= spans[1][0] + 1.0
+
+
+def test_bad_space_key_and_space_name_fail_before_any_trial(scenes: Path, tmp_path: Path, capsys):
+    from grid.run import main
+
+    assert main(["--space", "no_such_space", "--data", str(scenes), "--results", str(tmp_path)]) == 2
+    assert "unknown search space 'no_such_space'" in capsys.readouterr().err
+    assert main(["--space", "smoke", "--data", str(scenes), "--results", str(tmp_path),
+                 "--set", "lamda=0.5"]) == 2
+    assert "unknown key(s) ['lamda']" in capsys.readouterr().err
+    assert not (tmp_path / "ray").exists()
+
+
+def _grid_cmd(scenes: Path, results: Path) -> list[str]:
+    return [sys.executable, "-m", "grid.run", "--space", "smoke", "--data", str(scenes), "--results", str(results),
+            "--name", "resume", "--gpus-per-trial", "0", "--max-concurrent", "1", "--verbose", "1",
+            "--set", "fault=mobilenet_unet:sleep@2", "--set", "epochs=2"]
+
+
+@pytest.mark.slow
+def test_rerunning_resumes_an_interrupted_experiment(scenes: Path, tmp_path: Path):
+    """Kill the driver (and the Ray it started) after the first trial finished; the same command
+    then finishes the experiment without re-running the finished trial."""
+    results = tmp_path / "results"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(_grid_cmd(scenes, results), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    finished = None
+    while time.time() < deadline and proc.poll() is None:
+        dirs = _trial_dirs(results, "resume")
+        done = [d for d in dirs if any(r.get("epoch") == 2 for r in _results(d))]
+        running = [d for d in dirs if d not in done]
+        if done and running and _results(running[0]):
+            finished = done[0]
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert finished is not None, (tmp_path / "first.log").read_text()[-3000:]
+    before = (finished / "result.json").read_text()
+    assert not (results / "resume" / "leaderboard.csv").exists()
+
+    second = subprocess.run(_grid_cmd(scenes, results), cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "Resuming experiment" in second.stdout
+    assert (finished / "result.json").read_text() == before  # the finished trial did not run again
+    board = pd.read_csv(results / "resume" / "leaderboard.csv")
+    assert len(board) == 2 and (board.status == "finished").all() and (board.epochs_done == 2).all()
