@@ -132,18 +132,38 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
     }
 
 
+TUNE_STATUS = {"TERMINATED": "stopped", "ERROR": "error", "RUNNING": "incomplete", "PENDING": "incomplete",
+               "PAUSED": "incomplete"}
+
+
+def tune_statuses(store: Storage) -> dict[str, str]:
+    """Trial statuses from Tune's newest experiment state in storage (best effort: the format is
+    Tune's own), mapped to ours; "finished" is decided from the epochs done."""
+    names = [i.path for i in store.fs.get_file_info(pafs.FileSelector(store.root, allow_not_found=True))
+             if Path(i.path).name.startswith("experiment_state-") and i.path.endswith(".json")]
+    if not names:
+        return {}
+    try:
+        state = json.loads(store.read_text(sorted(names)[-1]))
+        trials = [json.loads(t[0] if isinstance(t, list) else t) for t in state["trial_data"]]
+        return {t["trial_id"]: TUNE_STATUS.get(t.get("status"), "incomplete") for t in trials}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
 def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per trial folder of the experiment's Tune runs, best SI-RMSE first."""
     info = read_experiment(experiment_dir)
-    statuses = statuses if statuses is not None else info.get("trial_status", {})
+    statuses = statuses or {}
     rows = []
     for tune_dir in info.get("tune_dirs", []):
         store = Storage(tune_dir)
         if not store.is_dir(store.root):
             continue  # not started yet
+        known = {**tune_statuses(store), **statuses}
         for trial_dir in store.listdir(store.root):
             if store.is_file(f"{trial_dir}/params.json"):
-                rows.append(trial_row(store, trial_dir, float(info.get("gpus_per_trial", 0)), statuses))
+                rows.append(trial_row(store, trial_dir, float(info.get("gpus_per_trial", 0)), known))
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.sort_values(["si_rmse", "arch"], na_position="last", kind="stable").reset_index(drop=True)
 

@@ -162,15 +162,6 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args,
     )
 
 
-def trial_statuses(result_grid) -> dict[str, str]:
-    out = {}
-    for r in result_grid:
-        trial_id = (r.metrics or {}).get("trial_id")
-        if trial_id:
-            out[trial_id] = "error" if r.error else "stopped"  # finished ones are told by epochs_done
-    return out
-
-
 def run(args: argparse.Namespace) -> Path:
     """Run (or resume) the experiment; returns its results folder with the leaderboard."""
     import ray
@@ -201,23 +192,20 @@ def run(args: argparse.Namespace) -> Path:
     signature = {"space": args.space, "studies": [[n, repr(s)] for n, s in plan], "data": spec_record(spec),
                  "split": split.fingerprint, "storage": storage}
     split.to_json(experiment_dir / "split.json")
-    record = record_experiment(experiment_dir, {
+    record_experiment(experiment_dir, {
         "name": experiment_dir.name, "space": args.space, "storage": storage, "signature": signature,
         "data": spec_record(spec), "split": str(experiment_dir / "split.json"), "synthetic": synthetic,
         "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
         "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
     })
     trainable = tune.with_parameters(train_depth, data=bundle)
-    statuses: dict[str, str] = dict(record.get("trial_status", {}))
     try:
         for tune_name, param_space in plan:
-            tuner = make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, args, storage, gpus)
-            statuses.update(trial_statuses(tuner.fit()))
-            record_experiment(experiment_dir, {**record, "trial_status": statuses})
+            make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, args, storage, gpus).fit()
     finally:
         if started_here:
             ray.shutdown()
-    df = build_leaderboard(experiment_dir, statuses)
+    df = build_leaderboard(experiment_dir)
     write_leaderboard(df, experiment_dir)
     print("\n" + format_table(df) + f"\n\nLeaderboard: {experiment_dir / 'leaderboard.csv'}")
     return experiment_dir

@@ -14,7 +14,6 @@ from PIL import Image
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 NYU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyu_labeled_train"
 
@@ -80,7 +79,7 @@ def ray_session():
     import ray
 
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are length-limited
-    ray.init(num_cpus=2, num_gpus=1, object_store_memory=int(2e8), include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=1, object_store_memory=int(2e8), include_dashboard=False,
              _temp_dir=tmp, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

@@ -16,6 +16,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from grid.leaderboard import Storage, tune_statuses
 from grid.run import parse_args, run
 from grid.synth import generate
 
@@ -96,7 +97,7 @@ def test_bad_space_key_and_space_name_fail_before_any_trial(scenes: Path, tmp_pa
 def _grid_cmd(scenes: Path, results: Path) -> list[str]:
     return [sys.executable, "-m", "grid.run", "--space", "smoke", "--data", str(scenes), "--results", str(results),
             "--name", "resume", "--gpus-per-trial", "0", "--max-concurrent", "1", "--verbose", "1",
-            "--set", "fault=mobilenet_unet:sleep@2", "--set", "epochs=2"]
+            "--set", "fault=mobilenet_unet:sleep@3", "--set", "epochs=3"]
 
 
 @pytest.mark.slow
@@ -111,13 +112,16 @@ def test_rerunning_resumes_an_interrupted_experiment(scenes: Path, tmp_path: Pat
     deadline = time.time() + 240
     finished = None
     while time.time() < deadline and proc.poll() is None:
+        # Kill once storage records one trial as terminated and the other as under way.
+        store = Storage(str(results / "ray" / "resume"))
+        states = tune_statuses(store) if store.is_dir(store.root) else {}
         dirs = _trial_dirs(results, "resume")
-        done = [d for d in dirs if any(r.get("epoch") == 2 for r in _results(d))]
-        running = [d for d in dirs if d not in done]
-        if done and running and _results(running[0]):
-            finished = done[0]
+        started = [d for d in dirs if list(d.glob("checkpoint_*/metrics.json"))]
+        if sorted(states.values()) == ["incomplete", "stopped"] and len(started) == 2:
+            (done_id,) = [t for t, s in states.items() if s == "stopped"]
+            finished = next(d for d in dirs if done_id in d.name)
             break
-        time.sleep(0.5)
+        time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert finished is not None, (tmp_path / "first.log").read_text()[-3000:]
@@ -130,4 +134,4 @@ def test_rerunning_resumes_an_interrupted_experiment(scenes: Path, tmp_path: Pat
     assert "Resuming experiment" in second.stdout
     assert (finished / "result.json").read_text() == before  # the finished trial did not run again
     board = pd.read_csv(results / "resume" / "leaderboard.csv")
-    assert len(board) == 2 and (board.status == "finished").all() and (board.epochs_done == 2).all()
+    assert len(board) == 2 and (board.status == "finished").all() and (board.epochs_done == 3).all()
