@@ -52,7 +52,7 @@ def _size(text: str) -> list[int]:
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
+        if not 0 < value < float("inf"):  # also rejects nan
             raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
         return value
     return parse
@@ -115,6 +115,11 @@ def studies(space_mod, args: argparse.Namespace, synthetic: bool) -> list[tuple[
         plan = [(f"{name}-{a}", {**space_mod.space([a]), **overrides}) for a in archs]
     else:
         plan = [(name, {**space_mod.space(archs), **overrides})]
+    from trainables.models import MODELS
+
+    unknown_archs = sorted(set(archs) - set(MODELS))
+    if unknown_archs:
+        raise ExperimentError(f"unknown architecture(s) {unknown_archs}; valid: {', '.join(sorted(MODELS))}")
     valid = {f.name for f in dataclasses.fields(TrialConfig)}
     for _, param_space in plan:
         unknown = sorted(set(param_space) - valid)
@@ -122,6 +127,31 @@ def studies(space_mod, args: argparse.Namespace, synthetic: bool) -> list[tuple[
             raise ExperimentError(f"search space {args.space!r} (or --set) has unknown key(s) {unknown}; "
                                   f"valid trial settings: {', '.join(sorted(valid))}")
     return plan
+
+
+def stable(obj: Any) -> Any:
+    """A JSON-able description of a param space that is the same in every run (no addresses)."""
+    if isinstance(obj, dict):
+        return {str(k): stable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [stable(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    func = getattr(obj, "func", None)
+    if callable(func):
+        return f"sample_from:{func.__module__}.{func.__qualname__}"
+    return {"type": type(obj).__name__, **{k: stable(v) for k, v in sorted(vars(obj).items()) if not k.startswith("_")}}
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when results cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ExperimentError(f"{folder}: cannot write results there ({e.strerror or e})") from e
 
 
 def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args, storage: str, gpus: float):
@@ -171,14 +201,17 @@ def run(args: argparse.Namespace) -> Path:
 
     space_mod = load_space(args.space)
     results = args.results.expanduser().resolve()
+    studies(space_mod, args, synthetic=False)  # validates names and keys before any work
+    storage = args.storage or str(results / "ray")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+        check_writable(Path(storage))
+    check_writable(results)
     spec, synthetic = resolve_data(args.data, results, format=args.format, list_file=args.list_file,
                                    depth_scale=args.depth_scale, crop=args.crop)
     bundle, split = prepare_bundle(spec, results, seed=args.seed, val_fraction=args.val_fraction)
     print(f"Split: {len(bundle.train)} train / {len(bundle.val)} val images ({split.fingerprint})")
     plan = studies(space_mod, args, synthetic)
-    storage = args.storage or str(results / "ray")
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
     experiment_dir = results / (args.name or args.space)
     started_here = not ray.is_initialized()
     if started_here:
@@ -189,7 +222,7 @@ def run(args: argparse.Namespace) -> Path:
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    signature = {"space": args.space, "studies": [[n, repr(s)] for n, s in plan], "data": spec_record(spec),
+    signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan], "data": spec_record(spec),
                  "split": split.fingerprint, "storage": storage}
     split.to_json(experiment_dir / "split.json")
     record_experiment(experiment_dir, {
