@@ -1,0 +1,232 @@
+"""Pictures of an experiment, written under ``<experiment>/figures/``.
+
+    python -m grid.figures --experiment results/grid1 --n 4
+
+- ``comparison.png``: validation images as rows; RGB | target | the best trial of each
+  architecture (like the paper's Figures 3 and 5), one colour scale per row.
+- ``leaderboard.png``: best validation si_rmse per architecture (dots: every trial), with the
+  paper's and the competition baselines' Kaggle test-set scores as reference lines.
+- ``clusters.png``: examples of the split's near-duplicate clusters (what the split keeps
+  together on one side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # object API: no pyplot global state, renders with Agg
+
+from grid.leaderboard import LeaderboardError, read_experiment, read_leaderboard
+from grid.predict import CMAP, CheckpointError, default_device, load_checkpoint_model, predict_items
+from grid.split import Split
+from grid.split_report import cluster_figure as draw_clusters
+from trainables.data import (
+    VALID_MIN,
+    DataError,
+    DatasetSpec,
+    Item,
+    index_dataset,
+    load_depth,
+    load_rgb,
+)
+from trainables.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+# Kaggle (competition test set) scores; not comparable to our validation-split numbers.
+PAPER_KAGGLE = {"ResNet-UNet": 0.161, "Mask2Former": 0.133, "SegFormer-b4": 0.140,
+                "SegFormer-b5": 0.126}
+BASELINES = {"competition baseline 1": 0.31972, "competition baseline 2": 0.14660}
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    return path
+
+
+def experiment_spec(info: dict) -> DatasetSpec:
+    """The training data's spec from ``experiment.json``'s ``data`` block."""
+    data = info.get("data")
+    if not isinstance(data, dict) or "root" not in data:
+        raise DataError("experiment.json has no 'data' block with a 'root'")
+    crop = data.get("crop")
+    return DatasetSpec(root=Path(data["root"]), format=data.get("format", "cil"),
+                       list_file=data.get("list_file"), depth_scale=data.get("depth_scale", 1.0),
+                       crop=tuple(crop) if isinstance(crop, list) else crop)
+
+
+def read_split(experiment_dir: Path, info: dict) -> Split:
+    """The split JSON named by ``experiment.json`` (absolute, or relative to the experiment)."""
+    if not info.get("split"):
+        raise DataError(f"{experiment_dir / 'experiment.json'}: names no split JSON")
+    path = Path(info["split"]).expanduser()
+    candidates = [path] if path.is_absolute() else [experiment_dir / path,
+                                                     experiment_dir.parent / path, path]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise DataError(f"{path}: split JSON named in {experiment_dir / 'experiment.json'} not found")
+    return Split.from_json(found)
+
+
+def best_per_arch(df: pd.DataFrame, max_models: int = 6) -> pd.DataFrame:
+    """The best trial (lowest si_rmse, with a checkpoint) of each architecture, best first."""
+    ok = df[df.si_rmse.notna() & df.checkpoint.notna() & (df.checkpoint.astype(str) != "")]
+    ok = ok[ok.status.astype(str) != "error"] if "status" in ok else ok
+    return ok.sort_values("si_rmse", kind="stable").drop_duplicates("arch").head(max_models)
+
+
+def _pick(names: list[str], n: int) -> list[str]:
+    """``n`` names spread evenly over the list (deterministic, covers more scenes than the head)."""
+    if len(names) <= n:
+        return list(names)
+    return [names[int(i)] for i in np.linspace(0, len(names) - 1, n).round()]
+
+
+def comparison_figure(experiment_dir: Path, *, n: int = 4, max_models: int = 6,
+                      device: str | None = None) -> Path:
+    """RGB | target | each architecture's best prediction, for ``n`` validation images."""
+    from trainables.metrics import si_rmse
+
+    experiment_dir = Path(experiment_dir)
+    info = read_experiment(experiment_dir)
+    spec = experiment_spec(info)
+    by_name = {it.name: it for it in index_dataset(spec)}
+    val = [v for v in read_split(experiment_dir, info).val if v in by_name]
+    if not val:
+        raise DataError(f"{experiment_dir}: no validation item of the split is in {spec.list_path}")
+    items: list[Item] = [by_name[v] for v in _pick(val, n)]
+    rgbs = [load_rgb(it, spec) for it in items]
+    targets = [load_depth(it, spec) for it in items]
+
+    device = device or default_device()
+    columns: list[tuple[str, list[np.ndarray]]] = []
+    fallback = tuple(info["image_size"]) if info.get("image_size") else None
+    for row in best_per_arch(read_leaderboard(experiment_dir), max_models).itertuples():
+        try:
+            model, ck = load_checkpoint_model(row.checkpoint, device)
+        except CheckpointError as e:  # a deleted or broken trial should not hide the others
+            log.warning("skipping %s: %s", row.arch, e)
+            continue
+        preds: list[np.ndarray] = [np.empty(0)] * len(items)
+        for i, depth in predict_items(model, items, spec, image_size=ck["image_size"] or fallback,
+                                      device=device, progress=False):
+            preds[i] = depth
+        columns.append((f"{row.arch}\nval si_rmse {row.si_rmse:.3f}", preds))
+    if not columns:
+        raise CheckpointError(f"{experiment_dir}: no usable checkpoint in leaderboard.csv")
+
+    ncols = 2 + len(columns)
+    h, w = targets[0].shape
+    cell = 2.2
+    fig = Figure(figsize=(cell * ncols + 0.8, cell * h / w * len(items) + 0.6), layout="constrained")
+    axes = fig.subplots(len(items), ncols, squeeze=False)
+    for r, (item, rgb, target) in enumerate(zip(items, rgbs, targets, strict=True)):
+        valid = target > VALID_MIN
+        # One scale per row, from the target and all predictions, so columns compare directly.
+        pool = np.concatenate([target[valid]] + [p[1][r].ravel() for p in columns])
+        vmin, vmax = np.percentile(pool, [1, 99]) if pool.size else (0.0, 1.0)
+        axes[r, 0].imshow(rgb)
+        axes[r, 0].set_ylabel(Path(item.name).stem, fontsize=7)
+        im = axes[r, 1].imshow(np.ma.masked_where(~valid, target), cmap=CMAP, vmin=vmin, vmax=vmax)
+        for c, (_, preds) in enumerate(columns, start=2):
+            axes[r, c].imshow(preds[r], cmap=CMAP, vmin=vmin, vmax=vmax)
+            if valid.any():
+                axes[r, c].set_xlabel(f"si_rmse {si_rmse(preds[r], target):.3f}", fontsize=7)
+        fig.colorbar(im, ax=axes[r, :].tolist(), fraction=0.02, pad=0.01).set_label("m", fontsize=7)
+    for c, title in enumerate(["RGB", "target"] + [t for t, _ in columns]):
+        axes[0, c].set_title(title, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{info.get('name', experiment_dir.name)}: validation images, best trial per "
+                 "architecture", fontsize=9)
+    return save_figure(fig, experiment_dir / "figures" / "comparison.png")
+
+
+def leaderboard_figure(experiment_dir: Path) -> Path:
+    """Bars: best validation si_rmse per architecture; lines: Kaggle test-set reference scores."""
+    experiment_dir = Path(experiment_dir)
+    df = read_leaderboard(experiment_dir)
+    df = df[df.si_rmse.notna()]
+    best = df.groupby("arch").si_rmse.min().sort_values()
+    fig = Figure(figsize=(max(6.0, 1.0 + 0.9 * len(best)) + 3.2, 4.2), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(best))
+    ax.bar(x, best.values, color="#4c72b0", width=0.6, label="best trial (validation)")
+    rng = np.random.default_rng(0)  # jitter only, so the dots do not overlap
+    for i, arch in enumerate(best.index):
+        vals = df.si_rmse[df.arch == arch].to_numpy()
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(vals)), vals, s=10, color="black", zorder=3,
+                   label="every trial (validation)" if i == 0 else None)
+        ax.annotate(f"{best[arch]:.3f}", (i, best[arch]), ha="center", va="bottom", fontsize=7,
+                    xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(x, best.index, rotation=30, ha="right")
+    colours = iter(["#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"])
+    for name, score in PAPER_KAGGLE.items():
+        ax.axhline(score, ls=":", lw=1.4, color=next(colours), label=f"paper {name}: {score:.3f}")
+    for (name, score), style in zip(BASELINES.items(), ["--", "-."], strict=True):
+        ax.axhline(score, ls=style, lw=1.2, color="0.3", label=f"{name}: {score:.5f}")
+    if best.empty:
+        ax.text(0.5, 0.5, "no trial has a validation score yet", transform=ax.transAxes,
+                ha="center", color="0.4")
+    ax.set_ylabel("si_rmse (lower is better)")
+    ax.set_title(f"{experiment_dir.name}: best validation si_rmse per architecture", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+              title="Lines: Kaggle test-set scores,\nnot comparable to our\nvalidation numbers",
+              title_fontsize=7)
+    return save_figure(fig, experiment_dir / "figures" / "leaderboard.png")
+
+
+def cluster_figure(experiment_dir: Path, *, clusters: int = 6, per_cluster: int = 4) -> Path:
+    """The largest clusters of the split, a few RGB examples each (grid.split_report draws it)."""
+    experiment_dir = Path(experiment_dir)
+    info = read_experiment(experiment_dir)
+    spec = experiment_spec(info)
+    split = read_split(experiment_dir, info)
+    cluster_of = split.cluster_of
+    items = [it for it in index_dataset(spec) if it.name in cluster_of]
+    if not items:
+        raise DataError(f"{experiment_dir}: the split JSON has no cluster_of entries for this data")
+    return draw_clusters(experiment_dir / "figures" / "clusters.png", items, spec, cluster_of,
+                         set(split.val), clusters=clusters, per_cluster=per_cluster)
+
+
+def make_figures(experiment_dir: Path, *, n: int = 4, max_models: int = 6,
+                 device: str | None = None) -> list[Path]:
+    """All three figures; a figure that cannot be drawn is reported and skipped."""
+    out = []
+    jobs = [("comparison", lambda: comparison_figure(experiment_dir, n=n, max_models=max_models,
+                                                     device=device)),
+            ("leaderboard", lambda: leaderboard_figure(experiment_dir)),
+            ("clusters", lambda: cluster_figure(experiment_dir))]
+    for name, job in jobs:
+        try:
+            out.append(job())
+        except (DataError, CheckpointError, LeaderboardError) as e:
+            log.warning("%s figure skipped: %s", name, e)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grid.figures", description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", required=True, type=Path, help="results/<experiment> folder")
+    parser.add_argument("--n", type=int, default=4, help="validation images in the comparison")
+    parser.add_argument("--max-models", type=int, default=6, help="architectures in the comparison")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paths = make_figures(args.experiment, n=args.n, max_models=args.max_models, device=args.device)
+    for p in paths:
+        print(p)
+    return 0 if len(paths) == 3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

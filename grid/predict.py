@@ -1,0 +1,366 @@
+"""Run a trained depth model on new images: float32 metres ``.npy`` plus a coloured PNG.
+
+    python -m grid.predict --experiment results/grid1 --input photos/ --out preds/
+    python -m grid.predict --checkpoint ckpt/checkpoint.pt --input data/test_list.txt --out preds/
+
+The checkpoint carries the architecture (``arch_config``) and the training input size, so no
+search space is needed. Each image is normalised, resized to the training size, predicted, and
+the depth resized back (bilinear, in log-depth as the trainable's evaluation) to the image's
+own resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+import sys
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from grid.leaderboard import LeaderboardError, best_checkpoint, read_experiment
+from trainables.data import (
+    DEFAULT_SIZE,
+    DataError,
+    DatasetSpec,
+    DepthDataset,
+    Item,
+    index_dataset,
+    resize_image,
+)
+from trainables.io import atomic_write
+
+if TYPE_CHECKING:  # importing the zoo loads every architecture's library; only for hints here
+    from trainables.models import DepthModel
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CMAP = "viridis"
+# torch.compile and DataParallel prefix parameter names; strip them so such checkpoints still load.
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def _read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            zipfile.BadZipFile) as e:  # torch.load raises any of these for corrupt or foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(
+            ckpt.get("arch_config"), dict):
+        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"{path}: not a depth-grid trial checkpoint (expected a dict with 'model' and "
+            f"'arch_config'; found {keys})")
+    arch = ckpt["arch_config"]
+    if not isinstance(arch.get("name"), str) or not isinstance(arch.get("kwargs", {}), dict):
+        raise CheckpointError(f"{path}: malformed arch_config {arch!r} (need 'name' and 'kwargs')")
+    return ckpt
+
+
+def _strip_wrappers(state: dict) -> dict:
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _check_fit(path: Path, model: torch.nn.Module, state: dict, desc: str) -> None:
+    """Raise a readable error when ``state`` does not fit ``model`` (before load_state_dict's wall of text)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    problems = [f"{len(found)} {what} (e.g. {', '.join(found[:3])})"
+                for what, found in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("shape mismatches (checkpoint vs model)", shapes)) if found]
+    if problems:
+        raise CheckpointError(f"{path}: weights do not fit architecture {desc}: "
+                              f"{'; '.join(problems)}. Was it saved by another model?")
+
+
+def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
+                          ) -> tuple[DepthModel, dict]:
+    """Rebuild the model a trial checkpoint was saved from, in eval mode on ``device``.
+
+    Returns:
+        ``(model, info)`` where ``info`` has ``path``, ``arch_config``, ``epoch``, ``metrics``
+        and ``image_size`` (``(h, w)`` or ``None`` when the checkpoint does not record it).
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file; unknown architecture; weights that do
+            not fit the architecture.
+    """
+    from trainables.models import build_model
+
+    path = Path(path).expanduser().resolve()
+    if path.is_dir() and (path / "checkpoint.pt").is_file():  # a Tune checkpoint directory
+        path = path / "checkpoint.pt"
+    ckpt = _read_checkpoint(path)
+    name, kwargs = ckpt["arch_config"]["name"], dict(ckpt["arch_config"].get("kwargs", {}))
+    try:
+        model = build_model(name, **kwargs)
+    except KeyError as e:
+        raise CheckpointError(f"{path}: {e.args[0] if e.args else e}") from e
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild {name!r} with {kwargs}: {e}") from e
+    state = _strip_wrappers(ckpt["model"])
+    _check_fit(path, model, state, f"{name!r} {kwargs}")
+    model.load_state_dict(state, strict=True)
+    size = ckpt.get("image_size")
+    info = {
+        "path": path,
+        "arch_config": {"name": name, "kwargs": kwargs},
+        "epoch": ckpt.get("epoch"),
+        "metrics": ckpt.get("metrics") or {},
+        "image_size": (int(size[0]), int(size[1])) if size is not None else None,
+    }
+    return model.to(device).eval(), info
+
+
+def resolve_checkpoint(checkpoint: str | Path | None = None, experiment: str | Path | None = None
+                       ) -> Path:
+    """``checkpoint`` as given, or the best trial's checkpoint of ``experiment``."""
+    if (checkpoint is None) == (experiment is None):
+        raise ValueError("give exactly one of checkpoint or experiment")
+    if checkpoint is not None:
+        return Path(checkpoint).expanduser().resolve()
+    return Path(best_checkpoint(Path(experiment).expanduser()))
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"HxW"`` -> ``(H, W)``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must look like 426x560, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
+    return h, w
+
+
+def collect_inputs(source: str | Path) -> tuple[list[Item], DatasetSpec]:
+    """Items to predict from a folder of images, one image file, or a list file.
+
+    A list file (``*.txt``: competition ``test_list.txt``/``train_list.txt`` or ``pairs.txt``)
+    is read with ``index_dataset(require_depth=False)`` and outputs are named after its depth
+    entries; images from a folder or a single file are named after their own stem.
+    """
+    source = Path(source).expanduser().resolve()
+    if source.is_file() and source.suffix.lower() == ".txt":
+        fmt = "pairs" if source.name == "pairs.txt" else "cil"
+        spec = DatasetSpec(root=source.parent, format=fmt, list_file=source.name)
+        return index_dataset(spec, require_depth=False), spec
+    if source.is_file():
+        if source.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{source}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a .txt list")
+        paths = [source]
+    elif source.is_dir():
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise DataError(f"{source}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    else:
+        raise DataError(f"{source}: input does not exist")
+    stems: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in stems:
+            raise DataError(f"{p}: same name as {stems[p.stem].name}; outputs would overwrite each other")
+        stems[p.stem] = p
+    items = [Item(name=p.name, rgb=p, depth=p.with_suffix(".npy"), depth_rel=p.stem + ".npy")
+             for p in paths]
+    return items, DatasetSpec(root=paths[0].parent)
+
+
+def _native_size(item: Item, spec: DatasetSpec) -> tuple[int, int]:
+    if spec.crop is not None:
+        top, bottom, left, right = spec.crop
+        return bottom - top, right - left
+    try:
+        with Image.open(item.rgb) as img:  # reads the header only
+            w, h = img.size
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{item.rgb}: unreadable or corrupt image ({e})") from e
+    return h, w
+
+
+class _PredictSet(torch.utils.data.Dataset):
+    """Normalised image at the model's input size, plus its native size."""
+
+    def __init__(self, items: list[Item], spec: DatasetSpec, size: tuple[int, int] | None) -> None:
+        # size=None: DepthDataset keeps the native size; we resize here to know both.
+        self.base = DepthDataset(items, spec, size=None, with_depth=False)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
+        image = self.base[i]["image"]  # (3, H, W)
+        native = tuple(image.shape[-2:])
+        return (resize_image(image, self.size) if self.size else image), i, native
+
+
+def _collate(batch: list) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
+
+
+def _batches(input_sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Indices grouped by input size (so they stack), in list order within a group."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(input_sizes):
+        groups.setdefault(s, []).append(i)
+    return [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
+                  image_size: tuple[int, int] | None, batch_size: int = 8,
+                  device: str | torch.device = "cpu", num_workers: int = 0,
+                  progress: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index into items, depth float32 (H, W) metres at the image's own size)``.
+
+    Args:
+        image_size: model input ``(h, w)``; ``None`` feeds each image at its native size.
+        batch_size: images per forward pass (same-size images are batched together).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    # Only native-size input needs the sizes (read from headers) to group stackable images.
+    sizes = [image_size] * len(items) if image_size else [_native_size(it, spec) for it in items]
+    sampler = _batches(sizes, batch_size)
+    loader = torch.utils.data.DataLoader(
+        _PredictSet(items, spec, image_size), batch_sampler=sampler, collate_fn=_collate,
+        num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
+    model.eval()
+    with torch.inference_mode(), tqdm(total=len(items), unit="img", disable=not progress,
+                                      desc="predict") as bar:
+        for images, indices, sizes in loader:
+            # Resize log-depth, as the trainable's evaluation does, so that predicting the
+            # validation images reproduces the leaderboard's metrics.
+            log_depth = model.forward_log(images.to(device, non_blocking=True)).float()  # (B, 1, h, w)
+            for d, i, hw in zip(log_depth, indices, sizes, strict=True):
+                out = F.interpolate(d[None], size=hw, mode="bilinear", align_corners=False).exp()
+                yield i, out[0, 0].cpu().numpy().astype(np.float32, copy=False)
+            bar.update(len(indices))
+
+
+def write_depth_png(depth: np.ndarray, path: str | Path, title: str | None = None) -> None:
+    """A colour-mapped picture of ``depth`` (metres) with a colour bar."""
+    from matplotlib.figure import Figure  # object API: no pyplot global state, Agg by default
+
+    h, w = depth.shape
+    scale = max(1.0, 320.0 / max(h, w))  # tiny images still get a readable bar
+    fig = Figure(figsize=(w * scale / 100 + 1.2, h * scale / 100 + (0.3 if title else 0.1)), dpi=100)
+    ax = fig.add_axes((0.02, 0.02, 0.72, 0.96 if not title else 0.88))
+    im = ax.imshow(depth, cmap=CMAP, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    cax = fig.add_axes((0.78, 0.1, 0.05, 0.8))
+    fig.colorbar(im, cax=cax).set_label("depth (m)")
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+
+
+def save_depth(depth: np.ndarray, path: str | Path) -> None:
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, depth.astype(np.float32, copy=False))
+
+
+def input_size(info: dict, override: tuple[int, int] | None = None,
+               fallback: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The model input size: ``override``, else the checkpoint's, else ``fallback``, else 426x560."""
+    size = override or info["image_size"] or fallback
+    if size is None:
+        size = DEFAULT_SIZE
+        log.warning("%s records no image_size; using %dx%d (pass --image-size)", info["path"], *size)
+    return size
+
+
+def predict(checkpoint: str | Path, source: str | Path, out: str | Path, *,
+            image_size: tuple[int, int] | None = None, batch_size: int = 8,
+            device: str | None = None, num_workers: int = 0, png: bool = True,
+            progress: bool = True, fallback_size: tuple[int, int] | None = None) -> list[Path]:
+    """Predict every input image; return the ``.npy`` paths written (input order)."""
+    device = device or default_device()
+    model, info = load_checkpoint_model(checkpoint, device)
+    size = input_size(info, image_size, fallback_size)
+    items, spec = collect_inputs(source)
+    out = Path(out).expanduser()
+    written: list[Path | None] = [None] * len(items)
+    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size,
+                                  device=device, num_workers=num_workers, progress=progress):
+        npy = out / items[i].pred_name
+        save_depth(depth, npy)
+        if png:
+            write_depth_png(depth, npy.with_suffix(".png"), title=items[i].name)
+        written[i] = npy
+    return [p for p in written if p is not None]
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint | --experiment``, ``--batch-size``, ``--image-size``, ``--device``, ``--workers``."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="a trial's checkpoint.pt")
+    which.add_argument("--experiment", type=Path, help="experiment folder: use its best trial")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=parse_size, default=None, metavar="HxW",
+                        help="model input size (default: the checkpoint's training size)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="default: cuda when available")
+    parser.add_argument("--workers", type=int, default=2, help="image loading processes")
+
+
+def model_from_args(args: argparse.Namespace) -> tuple[Path, tuple[int, int] | None]:
+    """The checkpoint path and the experiment's image size (a fallback) from parsed args."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+    ckpt = resolve_checkpoint(args.checkpoint, args.experiment)
+    size = read_experiment(args.experiment).get("image_size") if args.experiment else None
+    return ckpt, (int(size[0]), int(size[1])) if size else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grid.predict", description=__doc__.split("\n")[0])
+    add_model_args(parser)
+    parser.add_argument("--input", required=True, help="image folder, image file, or list file")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--no-png", action="store_true", help="write only the .npy files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        ckpt, fallback = model_from_args(args)
+        paths = predict(ckpt, args.input, args.out, image_size=args.image_size,
+                        batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+                        png=not args.no_png, fallback_size=fallback)
+    except (ValueError, FileNotFoundError, LeaderboardError) as e:  # incl. CheckpointError, DataError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(paths)} depth maps from {ckpt} written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""grid.figures: the three PNGs of an experiment exist and show something."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from test_predict import make_checkpoint, make_experiment
+
+from grid.figures import best_per_arch, main
+
+
+def _assert_not_blank(path: Path, min_colours: int = 20) -> None:
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.std() > 0
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) >= min_colours, path.name
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fig")
+    a = make_checkpoint(root / "a" / "checkpoint.pt", seed=1, image_size=(24, 32))
+    b = make_checkpoint(root / "b" / "checkpoint.pt", seed=2, image_size=(24, 32))
+    m = make_checkpoint(root / "m" / "checkpoint.pt", name="mobilenet_unet", image_size=(32, 32))
+    return make_experiment(root, [
+        {"trial_id": "b", "arch": "unet", "si_rmse": 0.31, "status": "finished", "checkpoint": str(b)},
+        {"trial_id": "m", "arch": "mobilenet_unet", "si_rmse": 0.22, "status": "stopped", "checkpoint": str(m)},
+        {"trial_id": "a", "arch": "unet", "si_rmse": 0.25, "status": "finished", "checkpoint": str(a)},
+        {"trial_id": "e", "arch": "segformer_b4", "status": "error", "error": "OOM", "checkpoint": ""},
+    ])
+
+
+def test_all_figures_exist_and_are_not_blank(experiment):
+    assert main(["--experiment", str(experiment), "--n", "2", "--device", "cpu"]) == 0
+    figures = experiment / "figures"
+    assert sorted(p.name for p in figures.glob("*.png")) == ["clusters.png", "comparison.png",
+                                                             "leaderboard.png"]
+    for p in figures.glob("*.png"):
+        _assert_not_blank(p)
+    # Two architectures with a checkpoint: RGB | target | unet | mobilenet_unet, 2 rows.
+    w, h = Image.open(figures / "comparison.png").size
+    assert w > h
+
+
+def test_best_per_arch_skips_errors_and_keeps_the_best_trial():
+    df = pd.DataFrame({
+        "arch": ["unet", "unet", "segformer_b4", "resnet_unet", "resnet_unet"],
+        "si_rmse": [0.30, 0.20, np.nan, 0.25, 0.10],
+        "status": ["finished", "finished", "error", "finished", "error"],
+        "checkpoint": ["/u1", "/u2", "", "/r1", "/r2"],
+    })
+    best = best_per_arch(df)
+    assert list(best.arch) == ["unet", "resnet_unet"] and list(best.checkpoint) == ["/u2", "/r1"]
+    assert len(best_per_arch(df, max_models=1)) == 1
+
+
+def test_missing_split_skips_only_the_figures_that_need_it(experiment, tmp_path):
+    import json
+    import shutil
+
+    exp = tmp_path / "exp"
+    shutil.copytree(experiment, exp, ignore=shutil.ignore_patterns("figures"))
+    info = json.loads((exp / "experiment.json").read_text())
+    info["split"] = str(tmp_path / "gone.json")
+    (exp / "experiment.json").write_text(json.dumps(info))
+    assert main(["--experiment", str(exp), "--n", "1", "--device", "cpu"]) == 1
+    assert [p.name for p in (exp / "figures").glob("*.png")] == ["leaderboard.png"]

@@ -1,0 +1,83 @@
+"""grid.submit: the competition CSV decodes back to the clamped, rounded predictions, in list order."""
+
+from __future__ import annotations
+
+import base64
+import random
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_cil
+from test_predict import make_checkpoint
+
+from grid.predict import predict
+from grid.submit import decode_row, encode_depth, main, read_submission
+
+
+def _test_set(root: Path, n: int = 5) -> tuple[Path, list[str]]:
+    """A Kaggle-style test folder: test_list.txt beside test/, no depth files, shuffled order."""
+    data = write_cil(root / "test", n=n, size=(23, 31), list_name="test_list.txt")
+    for f in data.glob("*_depth.npy"):
+        f.unlink()
+    lines = (data / "test_list.txt").read_text().splitlines()
+    random.Random(3).shuffle(lines)  # list order differs from file-name order
+    assert lines != sorted(lines)
+    lines[1] = lines[1].split()[0]  # an RGB-only line: its depth name is derived
+    (root / "test_list.txt").write_text("\n".join(lines) + "\n")
+    (data / "test_list.txt").unlink()
+    ids = [ln.split()[0].replace("_rgb.png", "_depth") for ln in lines]
+    return root, ids
+
+
+def _decode(cell: str) -> np.ndarray:
+    """The competition's decoding, written out: base64 -> zlib -> comma-separated floats."""
+    return np.array([float(v) for v in zlib.decompress(base64.b64decode(cell)).decode().split(",")])
+
+
+def test_submission_decodes_to_clamped_rounded_predictions_in_list_order(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "ck" / "checkpoint.pt")
+    data, ids = _test_set(tmp_path / "kaggle")
+    out = tmp_path / "sub" / "submission.csv"
+    assert main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out),
+                 "--workers", "0", "--batch-size", "2"]) == 0
+    assert out.read_text().splitlines()[0] == "id,Depths"
+    rows = read_submission(out)
+    assert [r[0] for r in rows] == ids
+    # Independent predictions of the same images (through grid.predict) are the reference.
+    for ident, cell in rows:
+        rgb = data / "test" / ident.replace("_depth", "_rgb.png")
+        [ref] = predict(ckpt, rgb, tmp_path / "ref", device="cpu", png=False, progress=False)
+        expected = np.round(np.maximum(np.load(ref).astype(np.float64), 0.01), 2).ravel()
+        np.testing.assert_allclose(_decode(cell), expected, atol=1e-9)
+        # The .npy named by the list is written beside the CSV, unrounded.
+        np.testing.assert_allclose(np.load(out.parent / f"{ident}.npy"), np.load(ref), rtol=1e-6)
+    assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temp file
+
+
+def test_encoding_clamps_rounds_and_keeps_row_major_order():
+    depth = np.array([[0.0, -1.0, 0.004], [0.016, 1.234, 2.346], [10.0, 3.0, np.float32(0.5)]],
+                     dtype=np.float32)
+    text = zlib.decompress(base64.b64decode(encode_depth(depth))).decode()
+    assert text == "0.01,0.01,0.01,0.02,1.23,2.35,10.00,3.00,0.50"
+    np.testing.assert_allclose(decode_row(encode_depth(depth), shape=(3, 3)),
+                               [[0.01, 0.01, 0.01], [0.02, 1.23, 2.35], [10.0, 3.0, 0.5]])
+
+
+def test_decode_row_rejects_garbage():
+    with pytest.raises(ValueError, match="not a valid Depths cell"):
+        decode_row("%%% not base64")
+
+
+def test_npy_dir_and_bad_checkpoint(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "ck" / "checkpoint.pt")
+    data, ids = _test_set(tmp_path / "kaggle", n=2)
+    out = tmp_path / "submission.csv"
+    assert main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out),
+                 "--npy-dir", str(tmp_path / "npy"), "--workers", "0"]) == 0
+    assert sorted(p.stem for p in (tmp_path / "npy").glob("*.npy")) == sorted(ids)
+    broken = tmp_path / "broken.pt"
+    broken.write_text("not a checkpoint")
+    assert main(["--checkpoint", str(broken), "--data", str(data), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "broken.pt" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
