@@ -69,7 +69,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m grid.run", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m grid.run", description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--space", default="all_models", help=f"search space: {', '.join(available_spaces())}")
     p.add_argument("--arch", action="append", help="architecture(s) for spaces that take them (repeatable)")
     p.add_argument("--data", type=Path, help="dataset folder (default: built-in synthetic scenes, CPU profile)")
