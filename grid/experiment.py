@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grid.split import Split, compute_split
+from grid.split import Split, cache_path, compute_split
 from grid.synth import ensure_synthetic
 from search_spaces.profiles import SYNTHETIC
 from trainables.data import DatasetSpec, Item, index_dataset
@@ -39,8 +39,13 @@ def prepare_bundle(spec: DatasetSpec, results: Path, *, seed: int = 0, val_fract
     split = compute_split(spec, items, **kw)
     by_name: dict[str, Item] = {it.name: it for it in items}
     bundle = DataBundle(spec=spec, train=tuple(by_name[n] for n in split.train),
-                        val=tuple(by_name[n] for n in split.val), split_id=split.fingerprint)
+                        val=tuple(by_name[n] for n in split.val), split_id=split_id(split))
     return bundle, split
+
+
+def split_id(split: Split) -> str:
+    """Names the dataset and the split parameters (the cache file's stem)."""
+    return cache_path(Path("."), split.fingerprint, split.params).stem
 
 
 def spec_record(spec: DatasetSpec) -> dict[str, Any]:

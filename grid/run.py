@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> Path:
     spec, synthetic = resolve_data(args.data, results, format=args.format, list_file=args.list_file,
                                    depth_scale=args.depth_scale, crop=args.crop)
     bundle, split = prepare_bundle(spec, results, seed=args.seed, val_fraction=args.val_fraction)
-    print(f"Split: {len(bundle.train)} train / {len(bundle.val)} val images ({split.fingerprint})")
+    print(f"Split: {len(bundle.train)} train / {len(bundle.val)} val images ({bundle.split_id})")
     plan = studies(space_mod, args, synthetic)
     experiment_dir = results / (args.name or args.space)
     started_here = not ray.is_initialized()
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> Path:
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan], "data": spec_record(spec),
-                 "split": split.fingerprint, "storage": storage}
+                 "split": bundle.split_id, "storage": storage}
     split.to_json(experiment_dir / "split.json")
     record_experiment(experiment_dir, {
         "name": experiment_dir.name, "space": args.space, "storage": storage, "signature": signature,
