@@ -217,8 +217,11 @@ def run(args: argparse.Namespace) -> Path:
     if started_here:
         # "local" always starts a fresh local instance, never joining a cluster by accident.
         local = args.address in (None, "local")
+        # The synthetic profile uses pretrained weights only if they are already on this
+        # machine: look them up offline instead of waiting on hub retries with no network.
+        env = {"HF_HUB_OFFLINE": "1"} if synthetic and local else {}
         ray.init(address=args.address or "local", include_dashboard=False if local else None,
-                 configure_logging=False)
+                 configure_logging=False, runtime_env={"env_vars": env} if env else None)
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -21,7 +21,7 @@ def space(archs: list[str] | None = None) -> dict:
         "lam": 0.5,
         "lr": 3e-4,
         "weight_decay": 1e-3,
-        "epochs": 6,
+        "epochs": 5,
         "batch_size": 8,
         "accum_steps": 1,
         "image_size": [128, 160],

@@ -8,11 +8,11 @@ reproduction, not the paper's settings; real runs use a space's own values.
 SYNTHETIC = {"scenes": 16, "views": 6, "size": (120, 160), "seed": 0, "motion": "drift"}
 
 CPU_DEFAULT = {
-    "epochs": 1,
+    "epochs": 2,
     "image_size": [64, 80],
     "batch_size": 4,
     "accum_steps": 1,
-    "max_steps_per_epoch": 6,
+    "max_steps_per_epoch": 12,
     "max_val_images": 8,
     "log_images": 2,
     "num_workers": 0,

@@ -17,6 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grid.leaderboard import Storage, tune_statuses
+from grid.leaderboard import main as leaderboard_main
 from grid.run import parse_args, run
 from grid.synth import generate
 
@@ -48,6 +49,11 @@ def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, 
     assert list(board.si_rmse) == sorted(board.si_rmse)
     assert (board.epochs_done == 1).all() and (board.params > 0).all()
     assert (exp / "leaderboard.md").read_text().count("| unet") == 1
+
+    # python -m grid.leaderboard rebuilds the same table from disk, without Ray's help.
+    (exp / "leaderboard.csv").unlink()
+    assert leaderboard_main([str(exp)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(exp / "leaderboard.csv"), board)
 
     for path in board.checkpoint:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -21,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from trainables.config import TrialConfig
 from trainables.io import atomic_write, write_json
 from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch, updates_per_epoch
-from trainables.models import PretrainedWeightsError, build_model
+from trainables.models import MODELS, PretrainedWeightsError, build_model
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -41,8 +41,10 @@ def build_trial_model(cfg: TrialConfig) -> tuple[torch.nn.Module, str]:
     except PretrainedWeightsError as e:
         if cfg.pretrained == "yes":
             raise
+        released = not MODELS[cfg.arch].source.startswith("none")
         log.warning("%s: pretrained weights unavailable, training from random init: %s", cfg.arch, e)
-        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random (weights unavailable)"
+        label = "random (weights unavailable)" if released else "random (no released weights)"
+        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), label
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ def load_torchvision_mobilenet_v2(encoder: nn.Module, pretrained: bool | str | P
 
 # Tiny keeps the whole encoder (so pretrained tiny models are real) and thins the decoder.
 _MOBILENET_UNET = {"base": dict(decoder_channels=(256, 128, 64, 32, 16)),
+                   "small": dict(decoder_channels=(64, 32, 16, 16, 16)),
                    "tiny": dict(decoder_channels=(32, 16, 8, 8, 8))}
 
 

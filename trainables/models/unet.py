@@ -56,7 +56,9 @@ class UNet(DepthModel):
         return crop_to(self.head(x), size)  # (B, 1, H, W)
 
 
-_UNET = {"base": dict(channels=(64, 128, 256, 512, 1024)), "tiny": dict(channels=(8, 16, 32))}
+# "small": a quarter of the width, for CPU runs (search_spaces/cpu_transfer.py).
+_UNET = {"base": dict(channels=(64, 128, 256, 512, 1024)), "small": dict(channels=(16, 32, 64, 128, 256)),
+         "tiny": dict(channels=(8, 16, 32))}
 
 
 def _create_unet(*, pretrained: bool | str | Path, channels: tuple[int, ...]) -> UNet:
