@@ -90,7 +90,8 @@ def test_corrupt_image_fails_before_any_trial(scenes: Path, tmp_path: Path, caps
     assert main(["--space", "smoke", "--data", str(data), "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert victim.name in err
-    assert not (tmp_path / "r" / "ray").exists()
+    assert not list((tmp_path / "r" / "ray").iterdir())  # no Tune experiment started
+    assert not list((tmp_path / "r" / "splits").glob("*.json"))  # no split cached
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path):
