@@ -34,11 +34,8 @@ SHARD_SIZE = 4096  # images per cache shard (20 MB)
 
 def file_sha1(path: Path) -> str:
     """SHA-1 of a file's bytes (the content key of its embedding)."""
-    h = hashlib.sha1()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha1").hexdigest()
 
 
 def cache_key(input_size: tuple[int, int], crop: tuple[int, int, int, int] | None) -> str:

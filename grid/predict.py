@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from grid.cli import parse_size
 from grid.leaderboard import LeaderboardError, best_checkpoint, read_experiment
 from trainables.data import (
     DEFAULT_SIZE,
@@ -143,19 +144,6 @@ def resolve_checkpoint(checkpoint: str | Path | None = None, experiment: str | P
     if checkpoint is not None:
         return Path(checkpoint).expanduser().resolve()
     return Path(best_checkpoint(Path(experiment).expanduser()))
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"HxW"`` -> ``(H, W)``; ``None`` stays ``None``."""
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"image size must look like 426x560, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
-    return h, w
 
 
 def collect_inputs(source: str | Path) -> tuple[list[Item], DatasetSpec]:

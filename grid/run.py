@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
+from grid.cli import parse_size
 from grid.experiment import (
     ExperimentError,
     prepare_bundle,
@@ -40,14 +41,7 @@ def load_space(name: str):
 
 
 def _size(text: str) -> list[int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"image size must look like 426x560, got {text!r}") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"image size must be at least 8x8, got {text!r}")
-    return [h, w]
-
+    return list(parse_size(text, minimum=8))
 
 def _positive(kind):
     def parse(text: str):

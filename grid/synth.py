@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from grid.cli import parse_size
+
 GENERATOR_VERSION = 1  # bump when the rendered bytes change: it is part of the cache key
 HFOV_DEG = 60.0
 EPS = 1e-4
@@ -560,20 +562,12 @@ def ensure_synthetic(cache_root: Path, *, scenes: int, views: int, size: tuple[i
     return final
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 426x560 (HxW), got {text!r}") from None
-    return h, w
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m grid.synth", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
     ap.add_argument("--scenes", type=int, default=10)
     ap.add_argument("--views", type=int, default=8, help="views per scene")
-    ap.add_argument("--size", type=_parse_size, default=(426, 560), help="HxW, default 426x560")
+    ap.add_argument("--size", type=parse_size, default=(426, 560), help="HxW, default 426x560")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--motion", choices=MOTIONS, default="jitter")
     ap.add_argument("--workers", type=int, default=1, help="processes rendering scenes in parallel")

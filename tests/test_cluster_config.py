@@ -1,5 +1,5 @@
 """cluster.yaml and cluster-aws.yaml: Ray 2.60's own validator (offline), then what its schema
-cannot see; and every command in docs/cluster.md names options that exist.
+cannot see; and every command in the README's cluster section names options that exist.
 
 Each ``*_problems`` check returns a list of problems; the tests assert it is empty for the real
 files and not empty for deliberately broken copies, so the checks can fail.
@@ -22,7 +22,16 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
-GCP, AWS, DOCS = ROOT / "cluster.yaml", ROOT / "cluster-aws.yaml", ROOT / "docs" / "cluster.md"
+GCP, AWS, README = ROOT / "cluster.yaml", ROOT / "cluster-aws.yaml", ROOT / "README.md"
+CLUSTER_HEADING = "## Running the grid on a cloud GPU cluster"
+
+
+def cluster_docs() -> str:
+    """The README's cluster section (from its heading to the next top-level section)."""
+    text = README.read_text()
+    start = text.index(CLUSTER_HEADING)
+    end = text.find("\n## ", start + len(CLUSTER_HEADING))
+    return text[start:] if end == -1 else text[start:end]
 # Ports of a Ray node (GCS, dashboard, client, object/node manager, agent, metrics) and TensorBoard.
 RAY_PORTS = (6379, 8265, 10001, 8076, 8077, 52365, 8080, 6006)
 GCP_GPUS = {"nvidia-tesla-t4": "T4", "nvidia-tesla-p100": "P100"}  # API name -> Ray accelerator_type
@@ -174,7 +183,7 @@ def aws_problems(cfg: dict) -> list[str]:
     return out
 
 
-# ---- docs/cluster.md: firewall rules and command lines --------------------------------------
+# ---- the README's cluster section: firewall rules and command lines --------------------------------------
 
 def doc_commands(text: str) -> list[str]:
     """Command lines of the fenced bash blocks and the inline code spans."""
@@ -358,7 +367,7 @@ def test_t4_setup_picks_torch_build_by_driver(path: Path, driver: str, cu126: bo
 
 
 def test_docs_firewall_opens_only_ssh() -> None:
-    text = DOCS.read_text()
+    text = cluster_docs()
     assert "gcloud compute firewall-rules create" in text
     assert firewall_problems(text) == []
 
@@ -369,18 +378,18 @@ def test_docs_firewall_opens_only_ssh() -> None:
     "--source-ranges=0.0.0.0/0",
 ])
 def test_docs_firewall_check_catches_open_ports(extra: str) -> None:
-    assert firewall_problems(DOCS.read_text() + f"\n```bash\n{extra}\n```\n")
+    assert firewall_problems(cluster_docs() + f"\n```bash\n{extra}\n```\n")
 
 
 def test_docs_subnet_is_the_one_in_cluster_yaml() -> None:
     cfg = load(GCP)
     subnet = cfg["available_node_types"]["head"]["node_config"]["networkInterfaces"][0]["subnetwork"]
     _, region, _, name = subnet.split("/")
-    assert re.search(rf"subnets create {name} .*--region={region}\b", DOCS.read_text())
+    assert re.search(rf"subnets create {name} .*--region={region}\b", cluster_docs())
 
 
 def test_docs_ray_commands_name_existing_options() -> None:
-    text = DOCS.read_text()
+    text = cluster_docs()
     for cmd in ("ray up", "ray exec", "ray attach", "ray dashboard", "ray rsync-down", "ray down",
                 "ray job submit"):
         assert cmd in text, cmd
@@ -400,7 +409,7 @@ def test_docs_option_check_catches_bad_commands(bad: str, expected: str) -> None
 
 def test_docs_grid_run_commands_parse() -> None:
     grid_run = pytest.importorskip("grid.run")
-    text = DOCS.read_text()
+    text = cluster_docs()
     assert "python -m grid.run" in text
     assert option_problems(text, grid_run.parse_args) == []
     bad = '```bash\nray exec cluster.yaml "cd ~/depth-grid && python -m grid.run --space smoke --nodes 2"\n```\n'

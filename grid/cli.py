@@ -1,0 +1,16 @@
+"""Argument types shared by the command-line entry points."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_size(text: str, *, minimum: int = 1) -> tuple[int, int]:
+    """``"HxW"`` (e.g. ``426x560``) -> ``(H, W)``, each at least ``minimum``."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must look like 426x560 (HxW), got {text!r}") from None
+    if h < minimum or w < minimum:
+        raise argparse.ArgumentTypeError(f"image size must be at least {minimum}x{minimum}, got {text!r}")
+    return h, w
