@@ -5,7 +5,7 @@
 2. The trainable's per-step cost (``train_one_epoch``: loader, accumulation, loss, optimiser)
    versus a bare PyTorch loop on the same model and an in-memory batch (target: < 5% overhead).
 
-    python benchmarks/bench_grid.py [--trials 4] [--concurrency 2] [--epochs 8]
+    python benchmarks/bench_grid.py [--trials 4] [--concurrency 2] [--epochs 8 32]
 """
 
 from __future__ import annotations
@@ -63,12 +63,13 @@ def grid_overhead(bundle, trials: int, concurrency: int, epochs: int, image_size
     summed = sum(r.metrics["time_total_s"] for r in results)
     train = sum(r.metrics["train_seconds"] for r in results)
     ideal = summed / concurrency
-    print(f"grid: {trials} trials, concurrency {concurrency}: wall {wall:.1f} s; summed trial time "
+    print(f"grid: {trials} trials of {epochs} epochs (~{summed / trials:.0f} s each), concurrency {concurrency}: "
+          f"wall {wall:.1f} s; summed trial time "
           f"{summed:.1f} s (training+validation {train:.1f} s); ratio wall / (summed / concurrency) = "
           f"{wall / ideal:.3f} (target < 1.15)")
 
 
-def step_overhead(bundle, image_size: list[int]) -> None:
+def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
     import torch
 
     from trainables.config import TrialConfig
@@ -77,7 +78,7 @@ def step_overhead(bundle, image_size: list[int]) -> None:
     from trainables.models import build_model
 
     torch.set_num_threads(1)
-    cfg = TrialConfig.from_dict(_config(1, image_size))
+    cfg = TrialConfig.from_dict({**_config(1, image_size), "num_workers": num_workers})
     train_loader, _ = make_loaders(cfg, bundle)
     model = build_model(cfg.arch, **cfg.model_kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -105,7 +106,8 @@ def step_overhead(bundle, image_size: list[int]) -> None:
     t_bare = min(bare() for _ in range(3)) / n
     t_ours = min(ours() for _ in range(3)) / n
     print(f"step: bare loop {t_bare * 1e3:.1f} ms/step, trainable {t_ours * 1e3:.1f} ms/step "
-          f"(batch {cfg.batch_size} at {image_size[0]}x{image_size[1]}, reading images from disk): "
+          f"(batch {cfg.batch_size} at {image_size[0]}x{image_size[1]}, reading images from disk with "
+          f"{num_workers} loader workers): "
           f"overhead {100 * (t_ours / t_bare - 1):+.1f}% (target < 5%)")
 
 
@@ -113,13 +115,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=8, help="epochs per trial (5 steps + validation each)")
+    p.add_argument("--epochs", type=int, nargs="+", default=[8, 32],
+                   help="epochs per trial (5 steps + validation each); one grid per value")
     p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bundle = _bundle(Path(tmp), (96, 128))
-        step_overhead(bundle, args.image_size)
-        grid_overhead(bundle, args.trials, args.concurrency, args.epochs, args.image_size)
+        for workers in (0, 1):
+            step_overhead(bundle, args.image_size, workers)
+        for epochs in args.epochs:  # the fixed start-up cost weighs less as trials get longer
+            grid_overhead(bundle, args.trials, args.concurrency, epochs, args.image_size)
 
 
 if __name__ == "__main__":

@@ -42,15 +42,21 @@ def run_one(name: str, extra: list[str]) -> tuple[str, float, int]:
     return out, time.perf_counter() - t0, proc.returncode
 
 
-def write_section(report: str) -> None:
+def write_section(blocks: dict[str, str]) -> None:
+    """Replace the recorded blocks of the benchmarks just run; keep the others."""
     readme = HERE / "README.md"
     text = readme.read_text() if readme.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text:
         text += f"\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+    old, tail = rest.split(END, 1)
+    recorded = {}
+    for chunk in old.split("\n### ")[1:]:
+        recorded[chunk.split(".py", 1)[0]] = "### " + chunk.strip()
+    recorded.update(blocks)
+    body = "\n\n".join(recorded[k] for k in sorted(recorded, key=lambda k: list(BENCHMARKS).index(k.removeprefix("bench_"))))
     tmp = readme.with_suffix(".md.tmp")
-    tmp.write_text(f"{head}{BEGIN}\n{report}\n{END}{tail}")
+    tmp.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
     tmp.replace(readme)
 
 
@@ -61,16 +67,18 @@ def main() -> int:
     args = p.parse_args()
     names = args.only or list(BENCHMARKS)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    blocks = [f"Measured {stamp} on {machine()}."]
+    where = machine()
+    blocks: dict[str, str] = {}
     failed = 0
     for name in names:
         print(f"== bench_{name}.py", flush=True)
         out, seconds, code = run_one(name, BENCHMARKS[name])
         failed += code != 0
         print(out, f"\n({seconds:.0f} s)\n", flush=True)
-        blocks.append(f"### bench_{name}.py ({seconds:.0f} s)\n\n```\n{out}\n```")
+        blocks[f"bench_{name}"] = (f"### bench_{name}.py\n\nMeasured {stamp} on {where}; {seconds:.0f} s.\n\n"
+                                   f"```\n{out}\n```")
     if args.write:
-        write_section("\n\n".join(blocks))
+        write_section(blocks)
         print(f"recorded in {HERE / 'README.md'}")
     return 1 if failed else 0
 
