@@ -25,10 +25,10 @@ def _bundle(root: Path, size: tuple[int, int]):
     from trainables.data import DatasetSpec, index_dataset
     from trainables.loop import DataBundle
 
-    data = generate(root / "scenes", scenes=6, views=4, size=size, seed=0)
+    data = generate(root / "scenes", scenes=8, views=5, size=size, seed=0)
     spec = DatasetSpec(root=data, format="cil")
     items = index_dataset(spec)
-    return DataBundle(spec=spec, train=tuple(items[:20]), val=tuple(items[20:]))
+    return DataBundle(spec=spec, train=tuple(items[:32]), val=tuple(items[32:]))
 
 
 def _config(epochs: int, image_size: list[int]) -> dict:
@@ -78,7 +78,9 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
     from trainables.models import build_model
 
     torch.set_num_threads(1)
-    cfg = TrialConfig.from_dict({**_config(1, image_size), "num_workers": num_workers})
+    # The step of a real CPU trial (search_spaces/cpu_transfer.py): small MobileNet-U-Net, batch 8.
+    cfg = TrialConfig.from_dict({**_config(1, image_size), "num_workers": num_workers, "batch_size": 8,
+                                 "model_kwargs": {"size": "small"}})
     train_loader, _ = make_loaders(cfg, bundle)
     model = build_model(cfg.arch, **cfg.model_kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -103,8 +105,8 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
 
     bare(), ours()  # warm-up
     n = len(train_loader)
-    t_bare = min(bare() for _ in range(3)) / n
-    t_ours = min(ours() for _ in range(3)) / n
+    t_bare = min(bare() for _ in range(5)) / n
+    t_ours = min(ours() for _ in range(5)) / n
     print(f"step: bare loop {t_bare * 1e3:.1f} ms/step, trainable {t_ours * 1e3:.1f} ms/step "
           f"(batch {cfg.batch_size} at {image_size[0]}x{image_size[1]}, reading images from disk with "
           f"{num_workers} loader workers): "
@@ -120,9 +122,9 @@ def main() -> None:
     p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = _bundle(Path(tmp), (96, 128))
+        bundle = _bundle(Path(tmp), (120, 160))
         for workers in (0, 1):
-            step_overhead(bundle, args.image_size, workers)
+            step_overhead(bundle, [128, 160], workers)
         for epochs in args.epochs:  # the fixed start-up cost weighs less as trials get longer
             grid_overhead(bundle, args.trials, args.concurrency, epochs, args.image_size)
 
