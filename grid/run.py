@@ -216,20 +216,20 @@ def run(args: argparse.Namespace) -> Path:
         env = {"HF_HUB_OFFLINE": "1"} if synthetic and local else {}
         ray.init(address=args.address or "local", include_dashboard=False if local else None,
                  configure_logging=False, runtime_env={"env_vars": env} if env else None)
-    gpus = args.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan], "data": spec_record(spec),
-                 "split": bundle.split_id, "storage": storage}
-    split.to_json(experiment_dir / "split.json")
-    record_experiment(experiment_dir, {
-        "name": experiment_dir.name, "space": args.space, "storage": storage, "signature": signature,
-        "data": spec_record(spec), "split": str(experiment_dir / "split.json"), "synthetic": synthetic,
-        "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
-        "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
-    })
-    trainable = tune.with_parameters(train_depth, data=bundle)
     try:
+        gpus = args.gpus_per_trial
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan],
+                     "data": spec_record(spec), "split": bundle.split_id, "storage": storage}
+        record_experiment(experiment_dir, {  # refuses a resume with other settings: nothing written
+            "name": experiment_dir.name, "space": args.space, "storage": storage, "signature": signature,
+            "data": spec_record(spec), "split": str(experiment_dir / "split.json"), "synthetic": synthetic,
+            "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
+            "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
+        })
+        split.to_json(experiment_dir / "split.json")
+        trainable = tune.with_parameters(train_depth, data=bundle)
         for tune_name, param_space in plan:
             make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, args, storage, gpus).fit()
     finally:

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from grid.leaderboard import Storage, tune_statuses
 from grid.leaderboard import main as leaderboard_main
+from grid.run import main as grid_main
 from grid.run import parse_args, run
 from grid.synth import generate
 
@@ -38,7 +39,8 @@ def _results(trial_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, scenes: Path, tmp_path: Path):
+def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, scenes: Path, tmp_path: Path,
+                                                                   capsys):
     results = tmp_path / "results"
     exp = run(parse_args(["--space", "smoke", "--data", str(scenes), "--results", str(results),
                           "--gpus-per-trial", "0", "--verbose", "0"]))
@@ -49,6 +51,13 @@ def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, 
     assert list(board.si_rmse) == sorted(board.si_rmse)
     assert (board.epochs_done == 1).all() and (board.params > 0).all()
     assert (exp / "leaderboard.md").read_text().count("| unet") == 1
+
+    # The same name with other settings is refused, and nothing of the experiment changes.
+    before = {f: (exp / f).read_bytes() for f in ("split.json", "experiment.json", "leaderboard.csv")}
+    assert grid_main(["--space", "smoke", "--data", str(scenes), "--results", str(results),
+                      "--gpus-per-trial", "0", "--epochs", "3"]) == 2
+    assert "started with other settings" in capsys.readouterr().err
+    assert {f: (exp / f).read_bytes() for f in before} == before
 
     # python -m grid.leaderboard rebuilds the same table from disk, without Ray's help.
     (exp / "leaderboard.csv").unlink()
