@@ -26,7 +26,8 @@ import torchvision.io as tvio  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from grid import synth  # noqa: E402
-from trainables.data import DatasetSpec, DepthDataset, index_dataset  # noqa: E402
+from trainables.data import DatasetSpec, index_dataset  # noqa: E402
+from trainables.dataset import DepthDataset
 
 
 def bare_decode(it, spec: DatasetSpec, jpeg_via_torchvision: bool = False) -> None:

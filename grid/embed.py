@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data import DatasetSpec, Item, load_rgb, normalize, resize_image
+from trainables.data import DatasetSpec, Item, load_rgb
+from trainables.dataset import normalize, resize_image
 from trainables.io import atomic_write
 
 MODEL_ID = "torchvision/mobilenet_v2/IMAGENET1K_V1/avgpool"

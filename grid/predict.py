@@ -28,15 +28,8 @@ from tqdm import tqdm
 
 from grid.cli import parse_size
 from grid.leaderboard import LeaderboardError, best_checkpoint, read_experiment
-from trainables.data import (
-    DEFAULT_SIZE,
-    DataError,
-    DatasetSpec,
-    DepthDataset,
-    Item,
-    index_dataset,
-    resize_image,
-)
+from trainables.data import DEFAULT_SIZE, DataError, DatasetSpec, Item, index_dataset
+from trainables.dataset import DepthDataset, resize_image
 from trainables.io import atomic_write
 
 if TYPE_CHECKING:  # importing the zoo loads every architecture's library; only for hints here

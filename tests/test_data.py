@@ -21,17 +21,14 @@ from trainables.data import (
     EIGEN_CROP,
     DataError,
     DatasetSpec,
-    DepthDataset,
     check_item,
-    collate,
-    denormalize,
     index_dataset,
     inspect_item,
     load_depth,
     load_pair,
     load_rgb,
-    normalize,
 )
+from trainables.dataset import DepthDataset, collate, denormalize, normalize
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from grid.predict import (
     predict_items,
 )
 from grid.split import Split
-from trainables.data import normalize
+from trainables.dataset import normalize
 from trainables.models import build_model
 
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from grid import synth
-from trainables.data import DatasetSpec, DepthDataset, index_dataset
+from trainables.data import DatasetSpec, index_dataset
+from trainables.dataset import DepthDataset
 
 SIZE = (48, 64)
 

@@ -16,7 +16,8 @@ from matplotlib import colormaps
 from torch.utils.data import DataLoader
 
 from trainables.config import TrialConfig
-from trainables.data import DatasetSpec, DepthDataset, Item, collate, denormalize
+from trainables.data import DatasetSpec, Item
+from trainables.dataset import DepthDataset, collate, denormalize
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
 
