@@ -4,6 +4,7 @@ and bad input fails early with a clear message and nothing half-written."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -102,3 +103,11 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old,complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.csv"]  # no temp file left
+    old_mask = os.umask(0o022)
+    try:
+        with atomic_write(target) as fh:
+            fh.write("new,complete\n")
+    finally:
+        os.umask(old_mask)
+    assert target.read_text() == "new,complete\n"
+    assert target.stat().st_mode & 0o777 == 0o644  # as a plain write under umask 022, not 0600
