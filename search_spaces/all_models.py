@@ -3,6 +3,8 @@
 
 from ray import tune
 
+from search_spaces.profiles import PAPER
+
 DESCRIPTION = "every architecture of the model zoo at the paper's settings (Table 1 + segformer_unet)"
 ARCHS = [
     "unet", "unetpp", "resnet_unet", "resnet_transformer", "mask2former_swin",
@@ -13,13 +15,6 @@ SEARCH = {"algorithm": "grid", "num_samples": 1, "seed": 0}
 
 def space(archs: list[str] | None = None) -> dict:
     return {
+        **PAPER,
         "arch": tune.grid_search(list(archs or ARCHS)),
-        "lam": 0.5,
-        "lr": 1e-4,
-        "weight_decay": 1e-3,
-        "epochs": 4,
-        "batch_size": 2,
-        "accum_steps": 8,
-        "pretrained": "yes",
-        "seed": 0,
     }

@@ -4,6 +4,8 @@ per study and ``grid.run`` runs one study for each name in ``--arch`` (default: 
 
 from ray import tune
 
+from search_spaces.profiles import PAPER
+
 DESCRIPTION = "OptunaSearch over lr, lambda, weight decay per architecture, ASHA early stopping"
 ARCHS = ["resnet_unet", "segformer_b4", "segformer_unet"]
 SEARCH = {
@@ -15,13 +17,9 @@ SEARCH = {
 def space(archs: list[str] | None = None) -> dict:
     (arch,) = archs or ARCHS[:1]  # one study per architecture
     return {
+        **PAPER,
         "arch": arch,
         "lam": tune.uniform(0.0, 1.0),
         "lr": tune.loguniform(1e-5, 1e-3),
         "weight_decay": tune.loguniform(1e-4, 1e-1),
-        "epochs": 4,
-        "batch_size": 2,
-        "accum_steps": 8,
-        "pretrained": "yes",
-        "seed": 0,
     }

@@ -5,6 +5,19 @@
 reproduction, not the paper's settings; real runs use a space's own values.
 """
 
+# The paper's training settings: AdamW lr 1e-4, weight decay 1e-3, lambda 0.5, 4 epochs,
+# effective batch 16 (2 per step x 8 accumulated) on the encoders' pretrained weights.
+PAPER = {
+    "lam": 0.5,
+    "lr": 1e-4,
+    "weight_decay": 1e-3,
+    "epochs": 4,
+    "batch_size": 2,
+    "accum_steps": 8,
+    "pretrained": "yes",
+    "seed": 0,
+}
+
 SYNTHETIC = {"scenes": 16, "views": 6, "size": (120, 160), "seed": 0, "motion": "drift"}
 
 CPU_DEFAULT = {
