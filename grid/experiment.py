@@ -29,14 +29,11 @@ def resolve_data(data: Path | None, results: Path, **spec_kw: Any) -> tuple[Data
     return DatasetSpec(root=root, format="cil"), True
 
 
-def prepare_bundle(spec: DatasetSpec, results: Path, *, seed: int = 0, val_fraction: float = 0.2,
-                   split_method: str | None = None) -> tuple[DataBundle, Split]:
+def prepare_bundle(spec: DatasetSpec, results: Path, *, seed: int = 0,
+                   val_fraction: float = 0.2) -> tuple[DataBundle, Split]:
     """Index the data and compute (or load from the cache) the leakage-free split."""
     items = index_dataset(spec)
-    kw = {"val_fraction": val_fraction, "seed": seed, "cache_dir": results / "splits"}
-    if split_method:
-        kw["method"] = split_method
-    split = compute_split(spec, items, **kw)
+    split = compute_split(spec, items, val_fraction=val_fraction, seed=seed, cache_dir=results / "splits")
     by_name: dict[str, Item] = {it.name: it for it in items}
     bundle = DataBundle(spec=spec, train=tuple(by_name[n] for n in split.train),
                         val=tuple(by_name[n] for n in split.val), split_id=split_id(split))

@@ -92,7 +92,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     model.train()
     total, count = 0.0, 0
     optimizer.zero_grad(set_to_none=True)
-    n_steps = min(len(loader), cfg.max_steps_per_epoch or len(loader))
+    n_steps = steps_per_epoch(len(loader), cfg)
     for step, batch in enumerate(loader):
         if step >= n_steps:
             break
@@ -117,9 +117,14 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     return total / max(count, 1)
 
 
+def steps_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
+    """Batches one epoch trains on: all of them, or at most ``max_steps_per_epoch``."""
+    return min(n_batches, cfg.max_steps_per_epoch or n_batches)
+
+
 def updates_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
-    n_steps = min(n_batches, cfg.max_steps_per_epoch or n_batches)
-    return math.ceil(n_steps / cfg.accum_steps)
+    """Optimiser steps per epoch (the last partial accumulation also updates)."""
+    return math.ceil(steps_per_epoch(n_batches, cfg) / cfg.accum_steps)
 
 
 @torch.inference_mode()
