@@ -62,3 +62,18 @@ def test_fault_targets_one_architecture_and_one_step() -> None:
         check_fault(cfg, 1, 2)
     other = TrialConfig(arch="mobilenet_unet", fault="unet:raise@1.2")
     check_fault(other, 1, 2)  # another architecture is not touched
+
+
+def test_architectures_without_released_weights_train_from_scratch_at_the_paper_settings() -> None:
+    """``pretrained="yes"`` (the paper's) on unet means "from scratch, by design", not an error;
+    on an architecture whose released weights cannot be had it still fails loudly."""
+    from search_spaces.profiles import PAPER
+    from trainables.models import MODELS, PretrainedWeightsError
+    from trainables.trainable import FROM_SCRATCH, build_trial_model
+
+    assert not MODELS["unet"].has_released_weights
+    _, label = build_trial_model(TrialConfig(arch="unet", **{**PAPER, "model_kwargs": {"size": "tiny"}}))
+    assert label == FROM_SCRATCH == "none (from scratch)"
+    assert MODELS["segformer_b4"].has_released_weights
+    with pytest.raises(PretrainedWeightsError):  # tiny has no released weights: yes must fail
+        build_trial_model(TrialConfig(arch="segformer_b4", **{**PAPER, "model_kwargs": {"size": "tiny"}}))

@@ -26,8 +26,9 @@ class TrialConfig:
 
     ``batch_size`` is the per-step batch; ``accum_steps`` steps make one optimiser update, so the
     effective batch is ``batch_size * accum_steps`` (paper: 16 = 2 x 8 on a GPU that fits 2).
-    ``pretrained``: ``yes`` fails when the weights cannot be had, ``if_available`` falls back
+    ``pretrained``: ``yes`` fails when released weights cannot be had, ``if_available`` falls back
     to random init and records it (the leaderboard shows ``weights=random``), ``no`` never loads.
+    An architecture without released weights (unet) trains from scratch under every policy.
     ``fault`` is for tests only (see ``trainables.loop.check_fault``).
     """
 

@@ -32,8 +32,15 @@ def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+FROM_SCRATCH = "none (from scratch)"
+
+
 def build_trial_model(cfg: TrialConfig) -> tuple[torch.nn.Module, str]:
-    """The model and where its weights came from (``pretrained``, ``random`` or ``random (...)``)."""
+    """The model and where its weights came from: ``pretrained``, ``random``,
+    ``random (weights unavailable)`` or, for an architecture without released weights (unet),
+    ``none (from scratch)`` under every policy: from scratch by design is never an error."""
+    if not MODELS[cfg.arch].has_released_weights:
+        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), FROM_SCRATCH
     if cfg.pretrained == "no":
         return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random"
     try:
@@ -41,10 +48,8 @@ def build_trial_model(cfg: TrialConfig) -> tuple[torch.nn.Module, str]:
     except PretrainedWeightsError as e:
         if cfg.pretrained == "yes":
             raise
-        released = not MODELS[cfg.arch].source.startswith("none")
         log.warning("%s: pretrained weights unavailable, training from random init: %s", cfg.arch, e)
-        label = "random (weights unavailable)" if released else "random (no released weights)"
-        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), label
+        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random (weights unavailable)"
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:

@@ -22,8 +22,13 @@ from trainables.models.base import WEIGHTS_NAME, DepthModel, read_saved_config
 @dataclass(frozen=True)
 class ModelEntry:
     builder: Callable[..., DepthModel]
-    source: str  # where pretrained=True takes its weights from, in words
+    source: str  # where pretrained=True takes its weights from, in words; "none ..." if nowhere
     description: str
+
+    @property
+    def has_released_weights(self) -> bool:
+        """False for architectures trained from scratch by design (``source="none ..."``)."""
+        return not self.source.startswith("none")
 
 
 MODELS: dict[str, ModelEntry] = {}
