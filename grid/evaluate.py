@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from grid.inputs import DataSettings, with_settings
+from grid.leaderboard import LeaderboardError, read_experiment
 from trainables.data import DataError, DatasetSpec, Item, index_dataset, load_depth
 from trainables.io import write_json
 from trainables.metrics import HIGHER_IS_BETTER, METRICS, MetricAccumulator
@@ -134,21 +136,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="dataset folder with the ground truth")
     parser.add_argument("--format", choices=["cil", "pairs"], help="dataset layout (default: detected)")
     parser.add_argument("--list", dest="list_file", help="list file, relative to --data or absolute")
-    parser.add_argument("--depth-scale", type=float, default=1.0,
-                        help="PNG depth only: metres = value / S (NYU 8-bit: 25.5, 16-bit mm: 1000)")
-    parser.add_argument("--crop", choices=["eigen", "none"], default="none",
-                        help="score only the Eigen crop of 480x640 frames (rows 45:471, cols 41:601)")
+    parser.add_argument("--depth-scale", type=float, default=None,
+                        help="PNG depth only: metres = value / S (NYU 8-bit: 25.5, 16-bit mm: 1000; "
+                             "default: the experiment's, else 1)")
+    parser.add_argument("--crop", choices=["eigen", "none"], default=None,
+                        help="score only the Eigen crop of 480x640 frames (rows 45:471, cols 41:601; "
+                             "default: the experiment's, else none)")
+    parser.add_argument("--experiment", type=Path, default=None,
+                        help="read the data as this experiment did (format, crop, depth scale)")
     parser.add_argument("--resize", action="store_true",
                         help="bilinearly resize predictions to the target size instead of failing")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
     try:
-        spec = DatasetSpec.detect(args.data, args.format, list_file=args.list_file,
-                                  depth_scale=args.depth_scale, crop=args.crop)
+        spec = DatasetSpec.detect(args.data, args.format, list_file=args.list_file)
+        recorded = read_experiment(args.experiment).get("data") if args.experiment else None
+        spec, applied = with_settings(spec, DataSettings(crop=args.crop, depth_scale=args.depth_scale),
+                                      DataSettings.from_record(recorded))
         result = evaluate(args.pred, spec, resize=args.resize)
-    except DataError as e:
+    except (DataError, LeaderboardError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    print(f"ground truth: {spec.format} list {spec.list_path}; {applied}")
     print(format_table(result))
     if args.json is not None:
         write_json(args.json, result)

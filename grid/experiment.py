@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grid.split import Split, cache_path, compute_split
+from grid.plan import ExperimentError
+from grid.split import DEFAULT_METHOD, Split, cache_path, compute_split
 from grid.synth import ensure_synthetic
 from search_spaces.profiles import SYNTHETIC
 from trainables.data import DatasetSpec, Item, index_dataset
 from trainables.io import write_json
 from trainables.loop import DataBundle
-
-
-class ExperimentError(RuntimeError):
-    """The experiment cannot start or resume as asked; the message says why."""
 
 
 def resolve_data(data: Path | None, results: Path, **spec_kw: Any) -> tuple[DatasetSpec, bool]:
@@ -29,11 +26,12 @@ def resolve_data(data: Path | None, results: Path, **spec_kw: Any) -> tuple[Data
     return DatasetSpec(root=root, format="cil"), True
 
 
-def prepare_bundle(spec: DatasetSpec, results: Path, *, seed: int = 0,
-                   val_fraction: float = 0.2) -> tuple[DataBundle, Split]:
+def prepare_bundle(spec: DatasetSpec, results: Path, *, seed: int = 0, val_fraction: float = 0.2,
+                   method: str = DEFAULT_METHOD, threshold: float = 0.9) -> tuple[DataBundle, Split]:
     """Index the data and compute (or load from the cache) the leakage-free split."""
     items = index_dataset(spec)
-    split = compute_split(spec, items, val_fraction=val_fraction, seed=seed, cache_dir=results / "splits")
+    split = compute_split(spec, items, method=method, threshold=threshold, val_fraction=val_fraction,
+                          seed=seed, cache_dir=results / "splits")
     by_name: dict[str, Item] = {it.name: it for it in items}
     bundle = DataBundle(spec=spec, train=tuple(by_name[n] for n in split.train),
                         val=tuple(by_name[n] for n in split.val), split_id=split_id(split))

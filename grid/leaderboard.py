@@ -19,10 +19,10 @@ import pyarrow.fs as pafs
 from trainables.io import atomic_write
 
 COLUMNS = [
-    "trial_id", "arch", "lam", "lr", "weight_decay", "epochs_done", "epochs", "si_rmse", "abs_rel", "rmse",
+    "trial_id", "arch", "lam", "lr", "weight_decay", "epochs_done", "epochs", "best_epoch", "si_rmse", "abs_rel", "rmse",
     "delta1", "train_loss", "params", "weights", "gpu_hours", "status", "error", "checkpoint",
 ]
-SHOWN = ["arch", "lam", "lr", "epochs_done", "si_rmse", "abs_rel", "rmse", "delta1", "train_loss", "params",
+SHOWN = ["arch", "lam", "lr", "epochs_done", "best_epoch", "si_rmse", "abs_rel", "rmse", "delta1", "train_loss", "params",
          "weights", "gpu_hours", "status"]
 
 
@@ -67,7 +67,8 @@ class Storage:
         return self.prefix + path if self.remote else path
 
 
-def _results(store: Storage, trial_dir: str) -> list[dict]:
+def _raw_results(store: Storage, trial_dir: str) -> list[dict]:
+    """Every line of the trial's result.json, each attempt's included."""
     path = f"{trial_dir}/result.json"
     if not store.is_file(path):
         return []
@@ -77,7 +78,12 @@ def _results(store: Storage, trial_dir: str) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut short by a killed process
             continue
-    # A trial restored from a checkpoint can repeat epochs it had reported; keep the last of each.
+    return rows
+
+
+def _by_epoch(rows: list[dict]) -> list[dict]:
+    """One row per epoch: a trial restored from a checkpoint can repeat epochs it had
+    reported before it was killed; the last report of each epoch is the one that stands."""
     by_epoch = {r.get("epoch"): r for r in rows if "epoch" in r}
     return [by_epoch[e] for e in sorted(by_epoch)]
 
@@ -91,43 +97,55 @@ def _error_message(store: Storage, trial_dir: str) -> str:
     return (causes[-1] if causes else lines[-1])[:300] if lines else "error"
 
 
-def _best_checkpoint(store: Storage, trial_dir: str) -> tuple[str, float]:
-    best, best_score = "", math.inf
+def _best_checkpoint(store: Storage, trial_dir: str) -> tuple[str, dict]:
+    """The checkpoint with the best validation si_rmse, and the metrics saved with it."""
+    best, best_metrics, best_score = "", {}, math.inf
     for ckpt in store.listdir(trial_dir):
         if not Path(ckpt).name.startswith("checkpoint_"):
             continue
         metrics_file = f"{ckpt}/metrics.json"
         if not store.is_file(f"{ckpt}/checkpoint.pt") or not store.is_file(metrics_file):
             continue
-        score = json.loads(store.read_text(metrics_file)).get("si_rmse", math.inf)
+        metrics = json.loads(store.read_text(metrics_file))
+        score = metrics.get("si_rmse", math.inf)
         if score < best_score:
-            best, best_score = store.uri(f"{ckpt}/checkpoint.pt"), score
-    return best, best_score
+            best, best_metrics, best_score = store.uri(f"{ckpt}/checkpoint.pt"), metrics, score
+    return best, best_metrics
+
+
+def _status(done: int, epochs: int, tune_status: str | None, error: str) -> str:
+    if done >= epochs > 0:
+        return "finished"  # also after failures it recovered from (error.txt keeps them)
+    if tune_status is not None:
+        return tune_status
+    return "error" if error else "incomplete"
 
 
 def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: dict[str, str]) -> dict:
+    """One trial's row. Every metric comes from one epoch: the one with the best validation
+    si_rmse, whose checkpoint the row points to (``best_epoch``)."""
     params = json.loads(store.read_text(f"{trial_dir}/params.json"))
-    results = _results(store, trial_dir)
+    raw = _raw_results(store, trial_dir)
+    results = _by_epoch(raw)
     last = results[-1] if results else {}
-    best = min(results, key=lambda r: r.get("si_rmse", math.inf)) if results else {}
-    checkpoint, _ = _best_checkpoint(store, trial_dir)
-    trial_id = last.get("trial_id") or Path(trial_dir).name
+    checkpoint, best = _best_checkpoint(store, trial_dir)
+    if not best and results:  # no checkpoint on disk (yet): the best reported epoch
+        best = min(results, key=lambda r: r.get("si_rmse", math.inf))
+    trial_id = (raw[-1].get("trial_id") if raw else None) or Path(trial_dir).name
     epochs = int(params.get("epochs", 0))
     done = int(last.get("epoch", 0))
-    error = _error_message(store, trial_dir)
-    if done >= epochs > 0:
-        status = "finished"
-    elif error:
-        status = "error"
-    else:
-        status = statuses.get(trial_id, "incomplete")
-    seconds = float(last.get("time_total_s", 0.0))
+    config_error = next((r["config_error"] for r in raw if r.get("config_error")), "")
+    error = f"ConfigError: {config_error}" if config_error else _error_message(store, trial_dir)
+    status = "error" if config_error else _status(done, epochs, statuses.get(trial_id), error)
+    # Every attempt's time: a retried trial re-runs the epochs after its last checkpoint.
+    seconds = sum(float(r.get("time_this_iter_s", 0.0)) for r in raw)
     return {
         "trial_id": trial_id, "arch": params.get("arch"), "lam": params.get("lam"), "lr": params.get("lr"),
         "weight_decay": params.get("weight_decay"), "epochs_done": done, "epochs": epochs,
-        "si_rmse": best.get("si_rmse"), "abs_rel": best.get("abs_rel"), "rmse": best.get("rmse"),
-        "delta1": best.get("delta1"), "train_loss": last.get("train_loss"), "params": last.get("params"),
-        "weights": last.get("weights", ""), "gpu_hours": round(seconds * gpus_per_trial / 3600, 4),
+        "best_epoch": best.get("epoch"), "si_rmse": best.get("si_rmse"), "abs_rel": best.get("abs_rel"),
+        "rmse": best.get("rmse"), "delta1": best.get("delta1"), "train_loss": best.get("train_loss"),
+        "params": last.get("params"), "weights": last.get("weights", ""),
+        "gpu_hours": round(seconds * gpus_per_trial / 3600, 4),
         "status": status, "error": error if status == "error" else "", "checkpoint": checkpoint,
     }
 
@@ -175,8 +193,8 @@ def write_leaderboard(df: pd.DataFrame, experiment_dir: Path) -> tuple[Path, Pat
     with atomic_write(csv_path) as fh:
         df.to_csv(fh, index=False)
     with atomic_write(md_path) as fh:
-        fh.write(f"# Leaderboard: {experiment_dir.name}\n\nValidation metrics, best epoch per trial; "
-                 "lower si_rmse is better.\n\n" + format_table(df) + "\n")
+        fh.write(f"# Leaderboard: {experiment_dir.name}\n\nValidation metrics of each trial's best epoch "
+                 "(`best_epoch`, the checkpoint the row points to); lower si_rmse is better.\n\n" + format_table(df) + "\n")
     return csv_path, md_path
 
 

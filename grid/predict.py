@@ -27,8 +27,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from grid.cli import parse_size
+from grid.inputs import IMAGE_SUFFIXES, NO_SETTINGS, DataSettings, collect  # noqa: F401  (IMAGE_SUFFIXES re-exported)
 from grid.leaderboard import LeaderboardError, best_checkpoint, read_experiment
-from trainables.data import DEFAULT_SIZE, DataError, DatasetSpec, Item, index_dataset
+from trainables.data import DEFAULT_SIZE, DataError, DatasetSpec, Item
 from trainables.dataset import DepthDataset, resize_image
 from trainables.io import atomic_write
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # importing the zoo loads every architecture's library; only 
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CMAP = "viridis"
 # torch.compile and DataParallel prefix parameter names; strip them so such checkpoints still load.
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
@@ -139,36 +139,13 @@ def resolve_checkpoint(checkpoint: str | Path | None = None, experiment: str | P
     return Path(best_checkpoint(Path(experiment).expanduser()))
 
 
-def collect_inputs(source: str | Path) -> tuple[list[Item], DatasetSpec]:
-    """Items to predict from a folder of images, one image file, or a list file.
-
-    A list file (``*.txt``: competition ``test_list.txt``/``train_list.txt`` or ``pairs.txt``)
-    is read with ``index_dataset(require_depth=False)`` and outputs are named after its depth
-    entries; images from a folder or a single file are named after their own stem.
-    """
-    source = Path(source).expanduser().resolve()
-    if source.is_file() and source.suffix.lower() == ".txt":
-        fmt = "pairs" if source.name == "pairs.txt" else "cil"
-        spec = DatasetSpec(root=source.parent, format=fmt, list_file=source.name)
-        return index_dataset(spec, require_depth=False), spec
-    if source.is_file():
-        if source.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(f"{source}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a .txt list")
-        paths = [source]
-    elif source.is_dir():
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise DataError(f"{source}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    else:
-        raise DataError(f"{source}: input does not exist")
-    stems: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in stems:
-            raise DataError(f"{p}: same name as {stems[p.stem].name}; outputs would overwrite each other")
-        stems[p.stem] = p
-    items = [Item(name=p.name, rgb=p, depth=p.with_suffix(".npy"), depth_rel=p.stem + ".npy")
-             for p in paths]
-    return items, DatasetSpec(root=paths[0].parent)
+def collect_inputs(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
+                   experiment: DataSettings = NO_SETTINGS) -> tuple[list[Item], DatasetSpec]:
+    """Items to predict and how to read them (``grid.inputs.collect``): a list file or data
+    folder in the dataset's layout, a folder of images, or one image. Outputs are named after
+    a list's depth entries, and after their own stems for plain images."""
+    found = collect(source, explicit=explicit, experiment=experiment)
+    return found.items, found.spec
 
 
 def _native_size(item: Item, spec: DatasetSpec) -> tuple[int, int]:
@@ -283,12 +260,20 @@ def input_size(info: dict, override: tuple[int, int] | None = None,
 def predict(checkpoint: str | Path, source: str | Path, out: str | Path, *,
             image_size: tuple[int, int] | None = None, batch_size: int = 8,
             device: str | None = None, num_workers: int = 0, png: bool = True,
-            progress: bool = True, fallback_size: tuple[int, int] | None = None) -> list[Path]:
-    """Predict every input image; return the ``.npy`` paths written (input order)."""
+            progress: bool = True, fallback_size: tuple[int, int] | None = None,
+            explicit: DataSettings = NO_SETTINGS, experiment: DataSettings = NO_SETTINGS,
+            ) -> list[Path]:
+    """Predict every input image; return the ``.npy`` paths written (input order).
+
+    ``explicit`` / ``experiment``: data settings given as flags / recorded by the experiment
+    (see ``grid.inputs``); what was applied is logged.
+    """
     device = device or default_device()
     model, info = load_checkpoint_model(checkpoint, device)
     size = input_size(info, image_size, fallback_size)
-    items, spec = collect_inputs(source)
+    found = collect(source, explicit=explicit, experiment=experiment)
+    log.info("inputs: %s; model input %dx%d", found.describe, *size)
+    items, spec = found.items, found.spec
     out = Path(out).expanduser()
     written: list[Path | None] = [None] * len(items)
     for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size,
@@ -312,6 +297,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cuda when available")
     parser.add_argument("--workers", type=int, default=2, help="image loading processes")
+    parser.add_argument("--crop", choices=["eigen", "none"], default=None,
+                        help="crop inputs (default: the experiment's for lists in its layout, else none)")
+    parser.add_argument("--format", choices=["cil", "pairs"], default=None,
+                        help="layout of a list file (default: detected)")
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[Path, tuple[int, int] | None]:
@@ -321,6 +310,14 @@ def model_from_args(args: argparse.Namespace) -> tuple[Path, tuple[int, int] | N
     ckpt = resolve_checkpoint(args.checkpoint, args.experiment)
     size = read_experiment(args.experiment).get("image_size") if args.experiment else None
     return ckpt, (int(size[0]), int(size[1])) if size else None
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[DataSettings, DataSettings]:
+    """(explicit flags, the experiment's recorded data settings) from parsed args."""
+    explicit = DataSettings(format=args.format, crop=args.crop,
+                            depth_scale=getattr(args, "depth_scale", None))
+    recorded = read_experiment(args.experiment).get("data") if args.experiment else None
+    return explicit, DataSettings.from_record(recorded)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,9 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         ckpt, fallback = model_from_args(args)
+        explicit, experiment = settings_from_args(args)
         paths = predict(ckpt, args.input, args.out, image_size=args.image_size,
                         batch_size=args.batch_size, device=args.device, num_workers=args.workers,
-                        png=not args.no_png, fallback_size=fallback)
+                        png=not args.no_png, fallback_size=fallback, explicit=explicit,
+                        experiment=experiment)
     except (ValueError, FileNotFoundError, LeaderboardError) as e:  # incl. CheckpointError, DataError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,16 +18,12 @@ from typing import Any
 
 import search_spaces
 from grid.cli import parse_size
-from grid.experiment import (
-    ExperimentError,
-    prepare_bundle,
-    record_experiment,
-    resolve_data,
-    spec_record,
-)
-from grid.leaderboard import build_leaderboard, format_table, write_leaderboard
+from grid.plan import SPLIT_METHODS, ExperimentError, check_plan
 from search_spaces.profiles import CPU_DEFAULT
-from trainables.config import TrialConfig
+from trainables.config import ConfigError, TrialConfig
+
+# Heavy modules (torch, the model zoo, pandas) are imported where they are used, so that a
+# wrong setting is reported within seconds, before any of them loads.
 
 
 def available_spaces() -> list[str]:
@@ -85,6 +81,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--retry-errored", action="store_true", help="on resume, re-run errored trials from scratch")
     p.add_argument("--address", help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001); default: a new local one")
     p.add_argument("--seed", type=int, default=0, help="split and search seed")
+    p.add_argument("--split", choices=SPLIT_METHODS, default="sequence",
+                   help="split rule (default sequence; paper: the paper's cosine > threshold "
+                        "components; random: the naive split)")
+    p.add_argument("--split-threshold", type=float, default=0.9,
+                   help="cosine similarity that links two images (default 0.9, the paper's)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2, 3], help="Tune's output level")
     args = p.parse_args(argv)
@@ -92,6 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--gpus-per-trial must be >= 0")
     if not 0 < args.val_fraction < 1:
         p.error("--val-fraction must be between 0 and 1")
+    if not 0 < args.split_threshold <= 1:
+        p.error("--split-threshold must be in (0, 1]")
     return args
 
 
@@ -109,11 +112,6 @@ def studies(space_mod, args: argparse.Namespace, synthetic: bool) -> list[tuple[
         plan = [(f"{name}-{a}", {**space_mod.space([a]), **overrides}) for a in archs]
     else:
         plan = [(name, {**space_mod.space(archs), **overrides})]
-    from trainables.models import MODELS
-
-    unknown_archs = sorted(set(archs) - set(MODELS))
-    if unknown_archs:
-        raise ExperimentError(f"unknown architecture(s) {unknown_archs}; valid: {', '.join(sorted(MODELS))}")
     valid = {f.name for f in dataclasses.fields(TrialConfig)}
     for _, param_space in plan:
         unknown = sorted(set(param_space) - valid)
@@ -188,14 +186,18 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args,
 
 def run(args: argparse.Namespace) -> Path:
     """Run (or resume) the experiment; returns its results folder with the leaderboard."""
+    space_mod = load_space(args.space)
+    results = args.results.expanduser().resolve()
+    # Names, keys and every value a trial can get, before any work (split, Ray) starts.
+    plan = studies(space_mod, args, synthetic=args.data is None)
+    check_plan(plan)
     import ray
     from ray import tune
 
+    from grid.experiment import prepare_bundle, record_experiment, resolve_data, spec_record
+    from grid.leaderboard import build_leaderboard, format_table, write_leaderboard
     from trainables.trainable import train_depth
 
-    space_mod = load_space(args.space)
-    results = args.results.expanduser().resolve()
-    studies(space_mod, args, synthetic=False)  # validates names and keys before any work
     storage = args.storage or str(results / "ray")
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
@@ -203,9 +205,9 @@ def run(args: argparse.Namespace) -> Path:
     check_writable(results)
     spec, synthetic = resolve_data(args.data, results, format=args.format, list_file=args.list_file,
                                    depth_scale=args.depth_scale, crop=args.crop)
-    bundle, split = prepare_bundle(spec, results, seed=args.seed, val_fraction=args.val_fraction)
-    print(f"Split: {len(bundle.train)} train / {len(bundle.val)} val images ({bundle.split_id})")
-    plan = studies(space_mod, args, synthetic)
+    bundle, split = prepare_bundle(spec, results, seed=args.seed, val_fraction=args.val_fraction,
+                                   method=args.split, threshold=args.split_threshold)
+    print(f"Split ({args.split}): {len(bundle.train)} train / {len(bundle.val)} val images ({bundle.split_id})")
     experiment_dir = results / (args.name or args.space)
     started_here = not ray.is_initialized()
     if started_here:
@@ -225,6 +227,7 @@ def run(args: argparse.Namespace) -> Path:
         record_experiment(experiment_dir, {  # refuses a resume with other settings: nothing written
             "name": experiment_dir.name, "space": args.space, "storage": storage, "signature": signature,
             "data": spec_record(spec), "split": str(experiment_dir / "split.json"), "synthetic": synthetic,
+            "split_method": args.split, "split_threshold": args.split_threshold,
             "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
             "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
         })
@@ -243,13 +246,19 @@ def run(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from grid.leaderboard import read_leaderboard
     from trainables.data import DataError
 
     try:
-        run(args)
-    except (ExperimentError, DataError) as e:
+        experiment_dir = run(args)
+    except (ExperimentError, DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    failed = read_leaderboard(experiment_dir).query("status == 'error'")
+    if len(failed):
+        print(f"error: {len(failed)} trial(s) ended in error: {', '.join(failed.trial_id)} "
+              f"(see {experiment_dir / 'leaderboard.md'})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import logging
 import sys
 import zlib
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grid.inputs import NO_SETTINGS, DataSettings, dataset_inputs
 from grid.leaderboard import LeaderboardError
 from grid.predict import (
     add_model_args,
@@ -30,10 +32,12 @@ from grid.predict import (
     model_from_args,
     predict_items,
     save_depth,
+    settings_from_args,
 )
-from trainables.data import DataError, DatasetSpec, Item, index_dataset
+from trainables.data import DataError, Item
 from trainables.io import atomic_write
 
+log = logging.getLogger(__name__)
 MIN_DEPTH = 0.01
 HEADER = "id,Depths"
 
@@ -93,7 +97,8 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
            list_file: str = "test_list.txt", npy_dir: str | Path | None = None,
            image_size: tuple[int, int] | None = None, batch_size: int = 8,
            device: str | None = None, num_workers: int = 0, progress: bool = True,
-           fallback_size: tuple[int, int] | None = None) -> Path:
+           fallback_size: tuple[int, int] | None = None, explicit: DataSettings = NO_SETTINGS,
+           experiment: DataSettings = NO_SETTINGS) -> Path:
     """Predict the test list and write the submission CSV (atomically) and the ``.npy`` maps.
 
     Args:
@@ -102,15 +107,21 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
         out: the CSV to write.
         list_file: the test list, relative to ``data`` or absolute.
         npy_dir: where the maps named by the list go (default: the CSV's folder).
+        explicit, experiment: data settings given as flags / recorded by the experiment: a
+            test list in the experiment's layout is read with its crop (``grid.inputs``).
     """
     out = Path(out).expanduser()
     npy_dir = Path(npy_dir).expanduser() if npy_dir is not None else out.parent
-    spec = DatasetSpec(root=Path(data), format="cil", list_file=list_file)
-    items = index_dataset(spec, require_depth=False)
+    list_path = Path(data).expanduser().resolve() / list_file  # an absolute list_file stays itself
+    if not list_path.is_file():
+        raise DataError(f"{list_path}: test list not found")
+    found = dataset_inputs(list_path, explicit=explicit, experiment=experiment)
+    items, spec = found.items, found.spec
     ids = _check_ids(items, spec.list_path)
     device = device or default_device()
     model, info = load_checkpoint_model(checkpoint, device)
     size = input_size(info, image_size, fallback_size)
+    log.info("inputs: %s; model input %dx%d", found.describe, *size)
     cells: list[str | None] = [None] * len(items)
     for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size,
                                   device=device, num_workers=num_workers, progress=progress):
@@ -135,11 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--npy-dir", type=Path, default=None,
                         help="where the test list's .npy maps go (default: beside the CSV)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         ckpt, fallback = model_from_args(args)
+        explicit, experiment = settings_from_args(args)
         path = submit(ckpt, args.data, args.out, list_file=args.list, npy_dir=args.npy_dir,
                       image_size=args.image_size, batch_size=args.batch_size, device=args.device,
-                      num_workers=args.workers, fallback_size=fallback)
+                      num_workers=args.workers, fallback_size=fallback, explicit=explicit,
+                      experiment=experiment)
     except (ValueError, FileNotFoundError, LeaderboardError) as e:  # incl. CheckpointError, DataError
         print(f"error: {e}", file=sys.stderr)
         return 2

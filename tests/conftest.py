@@ -84,3 +84,23 @@ def ray_session():
     yield ray
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_nyu_like(root: Path, *, scenes: int = 5, views: int = 3, seed: int = 0,
+                   scale: float = 1000.0) -> Path:
+    """Generated scenes as 480x640 RGB + 16-bit PNG depth pairs (``metres = value / scale``),
+    the NYU layout that ``--format pairs --crop eigen`` reads; ``pairs.txt`` in list order."""
+    from grid.synth import generate
+
+    cil = generate(root.with_name(root.name + "-cil"), scenes=scenes, views=views, size=(480, 640), seed=seed)
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    lines = []
+    for i, rgb in enumerate(sorted(cil.glob("*_rgb.png"))):
+        depth = np.load(rgb.with_name(rgb.name.replace("_rgb.png", "_depth.npy")))
+        Image.open(rgb).save(root / f"rgb/{i:04d}.png")
+        Image.fromarray(np.round(depth * scale).astype(np.uint16)).save(root / f"depth/{i:04d}.png")
+        lines.append(f"rgb/{i:04d}.png depth/{i:04d}.png")
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(cil)
+    return root

@@ -54,22 +54,24 @@ class TrialConfig:
     fault: str = ""
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.lam >= 0 and self.lam <= 1, "lam must be in [0, 1]"),
-            (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1 and self.accum_steps >= 1, "batch_size and accum_steps must be >= 1"),
-            (len(self.image_size) == 2 and min(self.image_size) >= 8, "image_size must be (H, W), each >= 8"),
-            (self.pretrained in PRETRAINED_POLICIES, f"pretrained must be one of {PRETRAINED_POLICIES}"),
-            (self.loss in LOSSES, f"loss must be one of {LOSSES}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
-            (self.num_workers >= 0 and self.max_steps_per_epoch >= 0 and self.max_val_images >= 0,
-             "num_workers, max_steps_per_epoch and max_val_images must be >= 0"),
+        checks = [  # (ok, key, rule)
+            (0 <= self.lam <= 1, "lam", "must be in [0, 1]"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr", "must be a positive number"),
+            (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.accum_steps >= 1, "accum_steps", "must be >= 1"),
+            (len(self.image_size) == 2 and min(self.image_size) >= 8, "image_size", "must be (H, W), each >= 8"),
+            (self.pretrained in PRETRAINED_POLICIES, "pretrained", f"must be one of {PRETRAINED_POLICIES}"),
+            (self.loss in LOSSES, "loss", f"must be one of {LOSSES}"),
+            (self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}"),
+            (self.num_workers >= 0, "num_workers", "must be >= 0"),
+            (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "must be >= 0 (0: the whole set)"),
+            (self.max_val_images >= 0, "max_val_images", "must be >= 0 (0: the whole set)"),
         ]
-        for ok, message in checks:
+        for ok, key, rule in checks:
             if not ok:
-                raise ConfigError(f"{message} (config: {self})")
+                raise ConfigError(f"trial setting {key}={getattr(self, key)!r} {rule} (arch {self.arch!r})")
 
     @property
     def effective_batch(self) -> int:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torchvision.io as tvio
 from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -88,7 +87,7 @@ class DatasetSpec:
         if not root.is_dir():
             raise DataError(f"{root}: dataset folder does not exist")
         if format is None and kw.get("list_file"):
-            format = _sniff_format(root / kw["list_file"])
+            format = sniff_format(root / kw["list_file"])
         if format is None:
             found = [f for f, name in DEFAULT_LISTS.items() if (root / name).is_file()]
             if len(found) != 1:
@@ -100,7 +99,7 @@ class DatasetSpec:
         return cls(root=root, format=format, **kw)
 
 
-def _sniff_format(list_path: Path) -> str:
+def sniff_format(list_path: Path) -> str:
     """``cil`` when the first entry looks like the competition layout, else ``pairs``."""
     if not list_path.is_file():
         raise DataError(f"{list_path}: list file not found")
@@ -218,6 +217,8 @@ def _decode_rgb(path: Path) -> np.ndarray:
     decoder (about twice PIL's speed here); everything else, and any JPEG it refuses, through
     PIL. Not torchvision for PNG: its libpng error path crashed the process on a corrupt file."""
     if path.suffix.lower() in (".jpg", ".jpeg"):
+        import torchvision.io as tvio  # here, not at the top: a DataError must not cost torch's import
+
         try:
             return tvio.decode_jpeg(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB).permute(1, 2, 0).numpy()
         except RuntimeError:

@@ -55,10 +55,15 @@ def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize_depth(d: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest resize of a (1, H, W) depth map, so invalid pixels never blend into valid ones."""
+    """Nearest resize of a (1, H, W) depth map, so invalid pixels never blend into valid ones.
+
+    ``nearest-exact`` samples each output pixel at its centre, the grid ``resize_image``'s
+    bilinear uses (``align_corners=False``); plain ``nearest`` floors the scaled index and
+    shifts the target by up to half an output pixel against the image.
+    """
     if tuple(d.shape[-2:]) == tuple(size):
         return d
-    return F.interpolate(d[None], size=size, mode="nearest")[0]
+    return F.interpolate(d[None], size=size, mode="nearest-exact")[0]
 
 
 class DepthDataset(torch.utils.data.Dataset):

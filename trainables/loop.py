@@ -42,8 +42,9 @@ def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLo
     val_items = list(data.val)[: cfg.max_val_images or None]
     val_ds = DepthDataset(val_items, data.spec, size=cfg.image_size, train=False)
     gen = torch.Generator().manual_seed(cfg.seed)
-    common = {"num_workers": cfg.num_workers, "collate_fn": collate, "pin_memory": torch.cuda.is_available(),
-              "persistent_workers": cfg.num_workers > 0}
+    # Not persistent workers: each epoch's workers are seeded from ``gen``, so a trial resumed
+    # from a checkpoint (which holds gen's state) draws the same flips as one never stopped.
+    common = {"num_workers": cfg.num_workers, "collate_fn": collate, "pin_memory": torch.cuda.is_available()}
     train = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
                        generator=gen, **common)
     val = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **common)
@@ -104,9 +105,12 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
         loss = si_log_loss(log_pred.float(), target, cfg.lam, sqrt=cfg.loss == "si_log_sqrt")
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at epoch {epoch} step {step}")
-        scaler.scale(loss / cfg.accum_steps).backward()
-        last = step + 1 == n_steps
-        if (step + 1) % cfg.accum_steps == 0 or last:
+        # Each update applies the gradient of its group's mean loss; the epoch's last group may
+        # hold fewer than accum_steps steps, so divide by its real size.
+        group_start = step - step % cfg.accum_steps
+        group_size = min(cfg.accum_steps, n_steps - group_start)
+        scaler.scale(loss / group_size).backward()
+        if step + 1 - group_start == group_size:
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import platform
+import random
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ray import tune
 from torch.utils.tensorboard import SummaryWriter
 
-from trainables.config import TrialConfig
+from trainables.config import ConfigError, TrialConfig
 from trainables.io import atomic_write, write_json
 from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch, updates_per_epoch
 from trainables.models import MODELS, PretrainedWeightsError, build_model
@@ -52,6 +54,17 @@ def build_trial_model(cfg: TrialConfig) -> tuple[torch.nn.Module, str]:
         return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random (weights unavailable)"
 
 
+def trial_model(cfg: TrialConfig, state: dict[str, Any] | None) -> tuple[torch.nn.Module, str]:
+    """A new trial's model (``build_trial_model``), or a resumed one's: the architecture alone,
+    every weight from the checkpoint ``state``, and the label it started with. A resume never
+    needs the hub or the weights cache (a retried trial may land on a node without them)."""
+    if state is None:
+        return build_trial_model(cfg)
+    model = build_model(cfg.arch, pretrained=False, **cfg.model_kwargs)
+    model.load_state_dict(state["model"])
+    return model, state["weights"]
+
+
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
     with atomic_write(directory / CHECKPOINT_FILE, "wb") as fh:
         torch.save(state, fh)
@@ -60,6 +73,30 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as d:
         return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+def rng_state(loader: torch.utils.data.DataLoader) -> dict[str, Any]:
+    """Every random state the next epoch draws from: torch (dropout, flips in-process), CUDA,
+    numpy, Python, and the train loader's generator (shuffle order, loader workers' seeds).
+    Plain tensors and tuples, so checkpoints still load with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(), "loader": loader.generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], loader: torch.utils.data.DataLoader) -> None:
+    torch.set_rng_state(state["torch"])
+    loader.generator.set_state(state["loader"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def _trial_dir() -> Path:
@@ -90,10 +127,18 @@ def _gpu_ids() -> str:
 
 def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
     """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch."""
-    cfg = TrialConfig.from_dict(config)
+    try:
+        cfg = TrialConfig.from_dict(config)
+    except ConfigError as e:
+        # Retrying cannot fix a setting: report the error once and end the trial, instead of
+        # raising into Tune's --max-failures retries. The leaderboard shows it as an error.
+        tune.report({"si_rmse": float("nan"), "config_error": str(e)})
+        return
     torch.manual_seed(cfg.seed)
     device = pick_device()
-    model, weights = build_trial_model(cfg)
+    checkpoint = tune.get_checkpoint()
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    model, weights = trial_model(cfg, state)
     n_params = sum(p.numel() for p in model.parameters())
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
@@ -107,14 +152,12 @@ def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
 
     start_epoch, elapsed = 0, 0.0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], train_loader)  # the same shuffle, flips and dropout as unbroken
         start_epoch, elapsed = state["epoch"], state.get("train_seconds", 0.0)
         log.info("resumed %s from epoch %d", cfg.arch, start_epoch)
 
@@ -143,7 +186,7 @@ def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
                 "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": step,
                 "arch_config": model.arch_config, "trial_config": cfg.to_dict(),
                 "image_size": list(cfg.image_size), "metrics": {k: v for k, v in result.items() if k != "weights"},
-                "weights": weights, "train_seconds": elapsed,
+                "weights": weights, "train_seconds": elapsed, "rng": rng_state(train_loader),
             }
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(Path(tmp), state)

@@ -1,0 +1,84 @@
+"""Validate a whole plan before Ray starts: every trial setting a param space can produce.
+
+Tune resolves a param space inside the run; a wrong value (``--set lr=-1``) would only surface
+in each trial, after the split and Ray's start-up. Here every grid point is expanded, each
+sampled domain is checked at its bounds (a categorical at every category), and each concrete
+config goes through ``TrialConfig`` exactly as the trainable's door does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+from typing import Any
+
+from trainables.config import ConfigError, TrialConfig
+
+# The split rules of grid.split.METHODS, named here so that parsing arguments needs no torch
+# (tests/test_spaces.py checks the two agree).
+SPLIT_METHODS = ("paper", "random", "sequence")
+MAX_CONFIGS = 10_000  # a plan that expands further is checked on its first MAX_CONFIGS points
+
+
+class ExperimentError(RuntimeError):
+    """The experiment cannot start or resume as asked; the message says why."""
+
+
+def _choices(value: Any) -> list[Any] | None:
+    """The values a Tune search entry can take that matter for validation, or None (a constant)."""
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    if isinstance(value, dict) and set(value) == {"grid_search"}:
+        return list(value["grid_search"])
+    if isinstance(value, Categorical):
+        return list(value.categories)
+    if isinstance(value, Float):
+        return [value.lower, value.upper]
+    if isinstance(value, Integer):
+        return [value.lower, value.upper - 1]  # upper is exclusive
+    return None
+
+
+def concrete_configs(param_space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Configs covering every grid point and every domain bound of ``param_space``."""
+    from ray.tune.search.sample import Function
+
+    fixed, varied, functions = {}, {}, {}
+    for key, value in param_space.items():
+        if isinstance(value, Function):
+            functions[key] = value.func
+        elif (choices := _choices(value)) is not None:
+            varied[key] = choices
+        else:
+            fixed[key] = value
+    configs = []
+    for combo in itertools.islice(itertools.product(*varied.values()), MAX_CONFIGS):
+        config = {**fixed, **dict(zip(varied, combo, strict=True))}
+        for key, func in functions.items():  # sample_from(lambda spec: ...spec.config.arch...)
+            try:
+                config[key] = func(SimpleNamespace(config=SimpleNamespace(**config)))
+            except Exception:  # noqa: BLE001 - a function of other samples: Tune checks it in the trial
+                continue
+        configs.append(config)
+    return configs
+
+
+def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
+    """Raise ``ConfigError`` naming the study, key, value and rule of the first invalid setting,
+    then ``ExperimentError`` for unknown architectures; return how many configs were checked."""
+    checked, archs = 0, set()
+    for name, param_space in plan:
+        for config in concrete_configs(param_space):
+            try:
+                cfg = TrialConfig.from_dict(config)
+            except ConfigError as e:
+                raise ConfigError(f"experiment {name!r}: {e}") from None
+            archs.add(cfg.arch)
+            checked += 1
+    # After the values: importing the zoo loads transformers and smp, which takes seconds.
+    from trainables.models import MODELS
+
+    unknown = sorted(archs - set(MODELS))
+    if unknown:
+        raise ExperimentError(f"unknown architecture(s) {unknown}; valid: {', '.join(sorted(MODELS))}")
+    return checked
