@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grid.run import main, parse_args, run
 from grid.synth import generate
+from search_spaces.profiles import PAPER
+from trainables.config import TrialConfig
 from trainables.io import atomic_write
+from trainables.models import PretrainedWeightsError, build_model
+from trainables.trainable import build_trial_model, trial_model
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +42,52 @@ def test_a_failing_trial_does_not_stop_the_grid(ray_session, scenes: Path, tmp_p
     assert list(pd.read_csv(exp / "leaderboard.csv").arch) == ["mobilenet_unet", "unet"]
 
 
-def test_a_sigkilled_trial_resumes_from_its_checkpoint(ray_session, scenes: Path, tmp_path: Path):
+def _last_checkpoint(results: Path, name: str) -> tuple[dict, list[dict], Path]:
+    (trial_dir,) = [p.parent for p in (results / "ray" / name).glob("*/params.json")]
+    last = max(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+    state = torch.load(last / "checkpoint.pt", map_location="cpu", weights_only=True)
+    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    return state, rows, trial_dir
+
+
+def test_a_sigkilled_trial_resumes_from_its_checkpoint_exactly(ray_session, scenes: Path, tmp_path: Path):
     """The trial process kills itself (SIGKILL) at the start of its second epoch; Tune retries it
-    from the epoch-1 checkpoint and it ends with exactly epochs 1, 2, 3 logged once each."""
+    from the epoch-1 checkpoint and it ends with exactly epochs 1, 2, 3 logged once each, and with
+    the same weights, optimiser state and metrics as the same trial run straight through (the
+    checkpoint restores the model, the optimiser and every random state: shuffle, flips)."""
     results = tmp_path / "results"
-    exp = _grid(scenes, results, "preempt", "--arch", "mobilenet_unet", "--set", "epochs=3",
-                "--set", "fault=mobilenet_unet:kill@1.0", "--max-failures", "2")
+    common = ["--arch", "mobilenet_unet", "--set", "epochs=3", "--set", "max_steps_per_epoch=3",
+              "--max-failures", "2"]
+    exp = _grid(scenes, results, "preempt", *common, "--set", "fault=mobilenet_unet:kill@1.0")
+    _grid(scenes, results, "straight", *common)
     board = pd.read_csv(exp / "leaderboard.csv")
     assert list(board.status) == ["finished"] and list(board.epochs_done) == [3]
-    (trial_dir,) = [p.parent for p in (results / "ray" / "preempt").glob("*/params.json")]
+    killed, killed_rows, trial_dir = _last_checkpoint(results, "preempt")
     assert "Failure # 1" in (trial_dir / "error.txt").read_text()  # it really died once
-    epochs = [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
-    assert epochs == [1, 2, 3]
+    assert [r["epoch"] for r in killed_rows] == [1, 2, 3]
     events = EventAccumulator(str(trial_dir)).Reload()
     assert [e.step for e in events.Scalars("val/si_rmse")] == [1, 2, 3]
+
+    straight, straight_rows, _ = _last_checkpoint(results, "straight")
+    assert straight["epoch"] == killed["epoch"] == 3
+    for key, tensor in straight["model"].items():
+        assert torch.equal(tensor, killed["model"][key]), f"weight {key} differs after the resume"
+    assert repr(straight["optimizer"]) == repr(killed["optimizer"])  # Adam's moments and steps
+    metrics = ("train_loss", "si_rmse", "abs_rel", "rmse", "delta1")
+    assert [[r[m] for m in metrics] for r in killed_rows] == [[r[m] for m in metrics] for r in straight_rows]
+
+
+def test_a_resumed_model_takes_every_weight_and_its_label_from_the_checkpoint() -> None:
+    """The retried trial may run on a node without the hub cache: ``trial_model`` must not ask
+    for the released weights again, and keeps the label the trial started with."""
+    cfg = TrialConfig(arch="segformer_b4", **{**PAPER, "model_kwargs": {"size": "tiny"}})
+    with pytest.raises(PretrainedWeightsError):  # no weights can be had for it here
+        build_trial_model(cfg)
+    trained = build_model("segformer_b4", size="tiny")
+    model, label = trial_model(cfg, {"model": trained.state_dict(), "weights": "pretrained"})
+    assert label == "pretrained"
+    for key, tensor in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -111,3 +148,32 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path):
         os.umask(old_mask)
     assert target.read_text() == "new,complete\n"
     assert target.stat().st_mode & 0o777 == 0o644  # as a plain write under umask 022, not 0600
+
+
+def test_a_config_error_inside_a_trial_is_not_retried(ray_session, scenes: Path, tmp_path: Path):
+    """A setting the driver could not check (a search algorithm's sample, say) that the trial's
+    door rejects: retrying cannot fix it, so the trial reports it once and ends as an error."""
+    from ray import tune
+
+    from grid.experiment import prepare_bundle
+    from grid.leaderboard import build_leaderboard
+    from trainables.data import DatasetSpec
+    from trainables.trainable import train_depth
+
+    bundle, _ = prepare_bundle(DatasetSpec(root=scenes), tmp_path / "results")
+    storage = tmp_path / "ray"
+    tuner = tune.Tuner(
+        tune.with_parameters(train_depth, data=bundle), param_space={"arch": "unet", "lr": -1.0},
+        tune_config=tune.TuneConfig(metric="si_rmse", mode="min"),
+        run_config=tune.RunConfig(name="bad", storage_path=str(storage), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=3)))
+    tuner.fit()
+    (trial_dir,) = [p.parent for p in (storage / "bad").glob("*/params.json")]
+    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    assert len(rows) == 1 and "lr=-1.0 must be a positive number" in rows[0]["config_error"]
+    assert not (trial_dir / "error.txt").exists()  # never raised, so never retried
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "experiment.json").write_text(json.dumps({"tune_dirs": [str(storage / "bad")]}))
+    (row,) = build_leaderboard(exp).to_dict("records")
+    assert row["status"] == "error" and "ConfigError: trial setting lr=-1.0" in row["error"]

@@ -48,18 +48,33 @@ def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, 
     assert sorted(board.arch) == ["mobilenet_unet", "unet"]
     assert (board.status == "finished").all(), board[["arch", "status", "error"]]
     assert board.si_rmse.notna().all() and (board.si_rmse > 0).all()
-    assert list(board.si_rmse) == sorted(board.si_rmse)
-    assert (board.epochs_done == 1).all() and (board.params > 0).all()
+    assert (board.epochs_done == 1).all() and (board.best_epoch == 1).all() and (board.params > 0).all()
     assert (exp / "leaderboard.md").read_text().count("| unet") == 1
+    # Each row against what the trial itself wrote: its reports and its checkpoint's metrics
+    # (tests/test_leaderboard.py covers a best epoch that is not the last).
+    for row in board.itertuples():
+        (trial_dir,) = [d for d in _trial_dirs(results, "smoke") if row.trial_id in d.name]
+        reports = _results(trial_dir)
+        assert row.si_rmse == pytest.approx(min(r["si_rmse"] for r in reports))
+        assert row.train_loss == pytest.approx(reports[0]["train_loss"])
+        state = torch.load(row.checkpoint, map_location="cpu", weights_only=True)
+        assert state["metrics"]["si_rmse"] == pytest.approx(row.si_rmse) and state["epoch"] == row.best_epoch
+    record = json.loads((exp / "experiment.json").read_text())
+    assert (record["split_method"], record["split_threshold"]) == ("sequence", 0.9)
 
     # The same name with other settings is refused, and nothing of the experiment changes.
     before = {f: (exp / f).read_bytes() for f in ("split.json", "experiment.json", "leaderboard.csv")}
     assert grid_main(["--space", "smoke", "--data", str(scenes), "--results", str(results),
                       "--gpus-per-trial", "0", "--epochs", "3"]) == 2
     assert "started with other settings" in capsys.readouterr().err
+    # The split rule is part of what a resume must match.
+    assert grid_main(["--space", "smoke", "--data", str(scenes), "--results", str(results),
+                      "--gpus-per-trial", "0", "--split", "paper", "--split-threshold", "0.95"]) == 2
+    assert "started with other settings" in capsys.readouterr().err
     assert {f: (exp / f).read_bytes() for f in before} == before
 
-    # python -m grid.leaderboard rebuilds the same table from disk, without Ray's help.
+    # python -m grid.leaderboard rebuilds the table from disk, without Ray's help (the rows were
+    # checked against the trials' own files above).
     (exp / "leaderboard.csv").unlink()
     assert leaderboard_main([str(exp)]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(exp / "leaderboard.csv"), board)

@@ -71,6 +71,20 @@ def make_experiment(root: Path, trials: list[dict], n: int = 6, size=(24, 32)) -
     return exp
 
 
+def reference_depth(model: torch.nn.Module, rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """What a prediction must be, written out independently of grid.predict: ImageNet
+    normalisation, antialiased bilinear resize to the model's input, forward, bilinear resize of
+    the log-depth back to the image's own size (pixel centres aligned), exp."""
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None] - mean) / std
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        log_depth = model.eval().forward_log(x)
+    out = torch.nn.functional.interpolate(log_depth, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+    return out.exp()[0, 0].numpy()
+
+
 def _odd_folder(root: Path) -> Path:
     rng = np.random.default_rng(1)
     root.mkdir()
@@ -110,6 +124,18 @@ def test_native_size_matches_a_direct_forward(ckpt, tmp_path):
     with torch.no_grad():
         expected = model(normalize(np.array(Image.open(src / "a.png")))[None])[0, 0].numpy()
     np.testing.assert_allclose(np.load(npy), expected, rtol=1e-5)
+
+
+def test_resized_prediction_matches_an_explicit_reference(ckpt, tmp_path):
+    """At the checkpoint's input size (32x48) a 37x53 image is resized in, predicted and resized
+    back: the map equals the written-out reference, so a flipped or shifted upsample fails."""
+    src = _odd_folder(tmp_path / "in")
+    [npy] = predict(ckpt, src / "a.png", tmp_path / "out", device="cpu", png=False, progress=False)
+    model, info = load_checkpoint_model(ckpt)
+    expected = reference_depth(model, np.array(Image.open(src / "a.png")), info["image_size"])
+    depth = np.load(npy)
+    assert depth.shape == (37, 53) and np.log(expected).std() > 0.01  # varies across the image
+    np.testing.assert_allclose(depth, expected, rtol=1e-5)
 
 
 def test_batching_does_not_change_results(ckpt, tmp_path):
