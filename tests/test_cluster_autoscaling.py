@@ -2,7 +2,8 @@
 multi-node provider: a CPU-only head and `cluster.yaml`'s GPU worker types at `min_workers: 0`.
 With no GPU in the cluster at start-up and no `--gpus-per-trial`, grid.run must still ask for one
 GPU per trial (the autoscaler can add GPU nodes), so the autoscaler adds GPU workers and every
-trial runs on one of them.
+trial runs on one of them. The same command with `--gpus-per-trial 2`, which no node type has,
+fails at once and writes nothing.
 
 The autoscaling config is written here from cluster.yaml's node types: names, GPU and
 `accelerator_type:*` resources and `max_workers` kept, CPUs scaled down to fit 2 cores (head 1,
@@ -112,7 +113,7 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
     port = free_port()
     address = f"127.0.0.1:{port}"
     config = tmp_path / "autoscaling.yaml"
-    config.write_text(yaml.safe_dump(fake_autoscaling_config(ROOT / "cluster.yaml", address)))
+    config.write_text(yaml.safe_dump(fake_autoscaling_config(ROOT / "cluster.yaml", address), sort_keys=False))
     env = {**ray_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     # No CUDA_VISIBLE_DEVICES="" on the head: its monitor starts the GPU workers, and Ray refuses
     # logical GPUs under it.
@@ -127,6 +128,14 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
         before = nodes.alive(address, 1, env)
         assert len(before) == 1 and before[0]["resources"].get("GPU", 0) == 0, before
         head_id = before[0]["id"]
+
+        # Two GPUs per trial: no node has them and no node type can add them: refused at once.
+        refused = subprocess.run([*cmd[:-1], str(tmp_path / "refused"), "--gpus-per-trial", "2"],
+                                 env={**env, "RAY_ADDRESS": address}, cwd=tmp_path, capture_output=True,
+                                 text=True, timeout=300)
+        assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
+        assert "--gpus-per-trial 2: no node has or can get 2 GPUs" in refused.stderr, refused.stderr
+        assert "gpu_t4_spot (1 GPU per node" in refused.stderr and not (tmp_path / "refused").exists()
 
         run = subprocess.run(cmd, env={**env, "RAY_ADDRESS": address}, cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)
