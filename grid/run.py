@@ -18,6 +18,7 @@ from typing import Any
 
 import search_spaces
 from grid.cli import parse_size
+from grid.gpus import cluster_gpus
 from grid.plan import SPLIT_METHODS, ExperimentError, check_plan
 from search_spaces.profiles import CPU_DEFAULT
 from trainables.config import ConfigError, TrialConfig
@@ -74,7 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=_size, help="override the model input size, e.g. 426x560")
     p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
                    help="override a trial setting for every trial, e.g. --set max_steps_per_epoch=50")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (default: 1 if the cluster has GPUs, else 0)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (default: 1 if the cluster has GPUs or its autoscaler "
+                        "can add them, else 0)")
     p.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
     p.add_argument("--max-concurrent", type=_positive(int), help="at most this many trials at once")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
@@ -198,30 +200,31 @@ def run(args: argparse.Namespace) -> Path:
     from grid.leaderboard import build_leaderboard, format_table, write_leaderboard
     from trainables.trainable import train_depth
 
-    storage = args.storage or str(results / "ray")
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
-        check_writable(Path(storage))
-    check_writable(results)
-    spec, synthetic = resolve_data(args.data, results, format=args.format, list_file=args.list_file,
-                                   depth_scale=args.depth_scale, crop=args.crop)
-    bundle, split = prepare_bundle(spec, results, seed=args.seed, val_fraction=args.val_fraction,
-                                   method=args.split, threshold=args.split_threshold)
-    print(f"Split ({args.split}): {len(bundle.train)} train / {len(bundle.val)} val images ({bundle.split_id})")
-    experiment_dir = results / (args.name or args.space)
     started_here = not ray.is_initialized()
     if started_here:
         # "local" always starts a fresh local instance, never joining a cluster by accident.
         local = args.address in (None, "local")
         # The synthetic profile uses pretrained weights only if they are already on this
         # machine: look them up offline instead of waiting on hub retries with no network.
-        env = {"HF_HUB_OFFLINE": "1"} if synthetic and local else {}
+        env = {"HF_HUB_OFFLINE": "1"} if args.data is None and local else {}
         ray.init(address=args.address or "local", include_dashboard=False if local else None,
                  configure_logging=False, runtime_env={"env_vars": env} if env else None)
     try:
-        gpus = args.gpus_per_trial
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        gpu_plan = cluster_gpus(args.gpus_per_trial)  # refuses GPUs no node can have: nothing written
+        gpus = gpu_plan.gpus_per_trial
+        print(f"GPUs per trial: {gpus:g} ({gpu_plan.reason})")
+        storage = args.storage or str(results / "ray")
+        if "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
+            check_writable(Path(storage))
+        check_writable(results)
+        spec, synthetic = resolve_data(args.data, results, format=args.format, list_file=args.list_file,
+                                       depth_scale=args.depth_scale, crop=args.crop)
+        bundle, split = prepare_bundle(spec, results, seed=args.seed, val_fraction=args.val_fraction,
+                                       method=args.split, threshold=args.split_threshold)
+        print(f"Split ({args.split}): {len(bundle.train)} train / {len(bundle.val)} val images "
+              f"({bundle.split_id})")
+        experiment_dir = results / (args.name or args.space)
         signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan],
                      "data": spec_record(spec), "split": bundle.split_id, "storage": storage}
         record_experiment(experiment_dir, {  # refuses a resume with other settings: nothing written
@@ -229,7 +232,7 @@ def run(args: argparse.Namespace) -> Path:
             "data": spec_record(spec), "split": str(experiment_dir / "split.json"), "synthetic": synthetic,
             "split_method": args.split, "split_threshold": args.split_threshold,
             "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
-            "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
+            "gpu_rule": gpu_plan.reason, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
         })
         split.to_json(experiment_dir / "split.json")
         trainable = tune.with_parameters(train_depth, data=bundle)
