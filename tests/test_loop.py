@@ -92,3 +92,16 @@ def test_validation_scores_at_native_size_and_honours_max_val_images(tmp_path: P
     assert sample["image"].shape[-2:] == (16, 24) and target.shape == (40, 56)
     for name, value in expected.items():
         assert np.isclose(metrics[name], value, rtol=1e-5), name
+
+
+def test_the_training_target_is_resized_on_the_image_grid() -> None:
+    """A depth ramp and the same ramp as an image, resized 4x down: the target's pixels sit at
+    the image's sample positions (within the half input pixel nearest sampling allows), not a
+    scale/2 shift away as plain ``nearest`` (which floors ``j * scale``) puts them."""
+    from trainables.dataset import resize_depth, resize_image
+
+    ramp = torch.arange(64, dtype=torch.float32).expand(1, 16, 64)  # value = column index
+    image = resize_image(ramp.expand(3, 16, 64).contiguous(), (4, 16))[0]  # (4, 16)
+    depth = resize_depth(ramp.clone(), (4, 16))[0]
+    # Interior columns: antialiasing pulls the image's border pixels inwards.
+    assert (depth - image)[:, 1:-1].abs().max() <= 0.5 + 1e-4
