@@ -14,3 +14,12 @@ def parse_size(text: str, *, minimum: int = 1) -> tuple[int, int]:
     if h < minimum or w < minimum:
         raise argparse.ArgumentTypeError(f"image size must be at least {minimum}x{minimum}, got {text!r}")
     return h, w
+
+
+_PROG: list[str] = []  # set by the depth-grid dispatcher (grid.main) to "depth-grid <command>"
+
+
+def prog_name(module_prog: str) -> str:
+    """The program name in help and usage: ``depth-grid run`` under the console command,
+    ``python -m grid.run`` when the module is run itself."""
+    return _PROG[-1] if _PROG else module_prog

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from grid.cli import prog_name
 from trainables.data import (
     DataError,
     DatasetSpec,
@@ -121,7 +122,7 @@ def _parse_crop(text: str) -> str | tuple[int, int, int, int] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m grid.data", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog_name("python -m grid.data"), description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     chk = sub.add_parser("check", help="read every item and report what is wrong")
     chk.add_argument("--data", type=Path, required=True, help="dataset folder")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from grid.cli import prog_name
 from grid.inputs import DataSettings, with_settings
 from grid.leaderboard import LeaderboardError, read_experiment
 from trainables.data import DataError, DatasetSpec, Item, index_dataset, load_depth
@@ -131,7 +132,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.evaluate"), description=__doc__.splitlines()[0])
     parser.add_argument("--pred", type=Path, required=True, help="folder of prediction .npy files (metres)")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder with the ground truth")
     parser.add_argument("--format", choices=["cil", "pairs"], help="dataset layout (default: detected)")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # object API: no pyplot global state, renders with Agg
 
+from grid.cli import prog_name
 from grid.leaderboard import LeaderboardError, read_experiment, read_leaderboard
 from grid.predict import CMAP, CheckpointError, default_device, load_checkpoint_model, predict_items
 from grid.split import Split
@@ -215,7 +216,7 @@ def make_figures(experiment_dir: Path, *, n: int = 4, max_models: int = 6,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.figures", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.figures"), description=__doc__.split("\n")[0])
     parser.add_argument("--experiment", required=True, type=Path, help="results/<experiment> folder")
     parser.add_argument("--n", type=int, default=4, help="validation images in the comparison")
     parser.add_argument("--max-models", type=int, default=6, help="architectures in the comparison")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs as pafs
 
+from grid.cli import prog_name
 from trainables.io import atomic_write
 
 COLUMNS = [
@@ -229,7 +230,7 @@ def best_checkpoint(experiment_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.leaderboard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.leaderboard"), description=__doc__.splitlines()[0])
     parser.add_argument("experiment", type=Path, help="results/<experiment> folder")
     args = parser.parse_args(argv)
     try:

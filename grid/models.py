@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from grid.cli import prog_name
 from trainables.models import MODELS, build_model
 
 
@@ -43,7 +44,7 @@ def table(size: str = "base") -> list[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.models", description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.models"), description=__doc__)
     parser.add_argument("--tiny", action="store_true", help="list the tiny (test) variants")
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny else "base"

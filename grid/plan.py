@@ -39,14 +39,17 @@ def _choices(value: Any) -> list[Any] | None:
     return None
 
 
-def concrete_configs(param_space: dict[str, Any]) -> list[dict[str, Any]]:
-    """Configs covering every grid point and every domain bound of ``param_space``."""
-    from ray.tune.search.sample import Function
+def concrete_configs(param_space: dict[str, Any], *, bounds: bool = True) -> list[dict[str, Any]]:
+    """Configs covering every grid point of ``param_space`` and, with ``bounds``, every domain
+    bound and category; without, one config per grid point (as Tune's trials), domains kept."""
+    from ray.tune.search.sample import Domain, Function
 
     fixed, varied, functions = {}, {}, {}
     for key, value in param_space.items():
         if isinstance(value, Function):
             functions[key] = value.func
+        elif isinstance(value, Domain) and not bounds:
+            fixed[key] = value
         elif (choices := _choices(value)) is not None:
             varied[key] = choices
         else:
@@ -61,6 +64,27 @@ def concrete_configs(param_space: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
         configs.append(config)
     return configs
+
+
+def trial_count(plan: list[tuple[str, dict[str, Any]]], search: dict[str, Any]) -> int:
+    """How many trials the plan runs: grid points times ``num_samples``, per study."""
+    return sum(len(concrete_configs(space, bounds=False)) * search["num_samples"] for _, space in plan)
+
+
+def describe(value: Any) -> str:
+    """A setting as a reader wants it in a table: numbers short, Tune domains by their range."""
+    from ray.tune.search.sample import Categorical, Float, Integer, LogUniform
+
+    if isinstance(value, Float):
+        kind = "loguniform" if isinstance(value.get_sampler(), LogUniform) else "uniform"
+        return f"{kind}({value.lower:g}, {value.upper:g})"
+    if isinstance(value, Integer):
+        return f"randint({value.lower}, {value.upper})"
+    if isinstance(value, Categorical):
+        return f"choice({', '.join(describe(c) for c in value.categories)})"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:

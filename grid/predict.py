@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from grid.cli import parse_size
+from grid.cli import parse_size, prog_name
 from grid.inputs import IMAGE_SUFFIXES, NO_SETTINGS, DataSettings, collect  # noqa: F401  (IMAGE_SUFFIXES re-exported)
 from grid.leaderboard import LeaderboardError, best_checkpoint, read_experiment
 from trainables.data import DEFAULT_SIZE, DataError, DatasetSpec, Item
@@ -321,7 +321,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[DataSettings, DataSett
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.predict"), description=__doc__.split("\n")[0])
     add_model_args(parser)
     parser.add_argument("--input", required=True, help="image folder, image file, or list file")
     parser.add_argument("--out", required=True, type=Path, help="output folder")

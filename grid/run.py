@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
-from grid.cli import parse_size
+from grid.cli import parse_size, prog_name
 from grid.gpus import cluster_gpus
 from grid.plan import SPLIT_METHODS, ExperimentError, check_plan
 from search_spaces.profiles import CPU_DEFAULT
@@ -31,10 +31,32 @@ def available_spaces() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(search_spaces.__path__) if m.name != "profiles")
 
 
+SPACE_ATTRS = ("DESCRIPTION", "ARCHS", "SEARCH", "space")
+
+
 def load_space(name: str):
+    """A built-in space by name, or a space file of the same shape (``--space my_space.py``)."""
+    if name.endswith(".py"):
+        from trainables.plugins import PluginError, import_file
+
+        path = Path(name).expanduser().resolve()
+        try:
+            module = import_file(path, f"depth_grid_space_{path.stem}")
+        except PluginError as e:
+            raise ExperimentError(str(e)) from e
+        missing = [a for a in SPACE_ATTRS if not hasattr(module, a)]
+        if missing:
+            raise ExperimentError(f"{path}: a search space file needs {', '.join(SPACE_ATTRS)}; "
+                                  f"missing {', '.join(missing)} (see search_spaces/smoke.py)")
+        return module
     if name not in available_spaces():
-        raise ExperimentError(f"unknown search space {name!r}; valid: {', '.join(available_spaces())}")
+        raise ExperimentError(f"unknown search space {name!r}; valid: {', '.join(available_spaces())} "
+                              "or a path to a space file (.py)")
     return importlib.import_module(f"search_spaces.{name}")
+
+
+def experiment_name(args: argparse.Namespace) -> str:
+    return args.name or Path(args.space).stem
 
 
 def _size(text: str) -> list[int]:
@@ -59,16 +81,46 @@ def _setting(text: str) -> tuple[str, Any]:
         return key, raw  # a plain string
 
 
+EXAMPLES = """
+examples:
+  %(prog)s --space smoke                        # tiny models on the built-in scenes, a minute on a CPU
+  %(prog)s --space cpu_transfer --data ../shared/data/nyu_labeled_train --format pairs --depth-scale 25.5 --crop eigen
+  %(prog)s --space all_models --dry-run         # the trials, data and split it would use; starts nothing
+  %(prog)s --space lambda_lr --arch segformer_b5 --set max_steps_per_epoch=50
+  %(prog)s --space all_models --address auto --storage gs://BUCKET/depth-grid --data ~/data/nyu \\
+      --format pairs --depth-scale 25.5 --crop eigen     # on the cluster's head node
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and appends each option's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_ = action.help or ""
+        if "default" not in help_ and action.default not in (None, False, [], argparse.SUPPRESS):
+            help_ += " (default: %(default)s)"
+        return help_
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m grid.run", description=__doc__.splitlines()[0], allow_abbrev=False)
-    p.add_argument("--space", default="all_models", help=f"search space: {', '.join(available_spaces())}")
+    from grid.dryrun import spaces_table
+
+    p = argparse.ArgumentParser(
+        prog=prog_name("python -m grid.run"), description=__doc__.splitlines()[0], allow_abbrev=False,
+        formatter_class=_HelpFormatter, epilog=f"search spaces (--space):\n{spaces_table()}\n{EXAMPLES}")
+    p.add_argument("--space", default="all_models", help="search space (see below) or a space file (.py)")
+    p.add_argument("--plugins", action="append", default=[], metavar="MODULE|FILE",
+                   help="import this module or .py file on the driver and in every trial, e.g. to "
+                        "@register_model your own architectures (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the trials, data and split the run would use; start nothing")
     p.add_argument("--arch", action="append", help="architecture(s) for spaces that take them (repeatable)")
     p.add_argument("--data", type=Path, help="dataset folder (default: built-in synthetic scenes, CPU profile)")
     p.add_argument("--format", choices=["cil", "pairs"], help="dataset layout (default: detected)")
     p.add_argument("--list", dest="list_file", help="list file inside --data (default per format)")
     p.add_argument("--depth-scale", type=_positive(float), help="PNG depth: metres = value / scale")
     p.add_argument("--crop", choices=["eigen", "none"], help="crop applied to RGB and depth")
-    p.add_argument("--results", type=Path, default=Path("results"), help="results root (default ./results)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
     p.add_argument("--storage", help="Tune storage: absolute path, s3:// or gs:// (default <results>/ray)")
     p.add_argument("--name", help="experiment name (default: the space's name)")
     p.add_argument("--epochs", type=_positive(int), help="override the space's epochs")
@@ -77,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="override a trial setting for every trial, e.g. --set max_steps_per_epoch=50")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (default: 1 if the cluster has GPUs or its autoscaler "
                         "can add them, else 0)")
-    p.add_argument("--cpus-per-trial", type=_positive(float), default=1.0)
+    p.add_argument("--cpus-per-trial", type=_positive(float), default=1.0, help="CPUs per trial")
     p.add_argument("--max-concurrent", type=_positive(int), help="at most this many trials at once")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
     p.add_argument("--retry-errored", action="store_true", help="on resume, re-run errored trials from scratch")
@@ -88,9 +140,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "components; random: the naive split)")
     p.add_argument("--split-threshold", type=float, default=0.9,
                    help="cosine similarity that links two images (default 0.9, the paper's)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of images in validation")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2, 3], help="Tune's output level")
     args = p.parse_args(argv)
+    args.command = [p.prog, *(sys.argv[1:] if argv is None else argv)]  # provenance
     if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
         p.error("--gpus-per-trial must be >= 0")
     if not 0 < args.val_fraction < 1:
@@ -102,7 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def studies(space_mod, args: argparse.Namespace, synthetic: bool) -> list[tuple[str, dict[str, Any]]]:
     """(Tune experiment name, param space) pairs: one, or one per architecture (Optuna)."""
-    name = args.name or args.space
+    name = experiment_name(args)
     overrides: dict[str, Any] = dict(CPU_DEFAULT) if synthetic else {}
     if args.epochs:
         overrides["epochs"] = args.epochs
@@ -148,56 +201,33 @@ def check_writable(folder: Path) -> None:
         raise ExperimentError(f"{folder}: cannot write results there ({e.strerror or e})") from e
 
 
-def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args, storage: str, gpus: float):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+def validated_plan(args: argparse.Namespace):
+    """The space and its plan, every name, key and value a trial can get checked (no Ray yet).
+    Plugins are imported first: their architectures must be known to the check."""
+    from trainables.plugins import PluginError, load_plugins
 
-    trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": gpus})
-    path = f"{storage.rstrip('/')}/{tune_name}"
-    if tune.Tuner.can_restore(path):
-        print(f"Resuming experiment {path} (finished trials are kept, not re-run)")
-        return tune.Tuner.restore(path, trainable=trainable, resume_errored=False,
-                                  restart_errored=args.retry_errored, param_space=param_space)
-    if search["algorithm"] == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        algo = ConcurrencyLimiter(OptunaSearch(seed=search["seed"]), max_concurrent=args.max_concurrent or 2)
-    else:
-        algo = BasicVariantGenerator(random_state=search["seed"])
-    scheduler = None
-    if search.get("scheduler") == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=int(param_space["epochs"]),
-                                  grace_period=search.get("grace_period", 1),
-                                  reduction_factor=search.get("reduction_factor", 2))
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(metric="si_rmse", mode="min", num_samples=search["num_samples"],
-                                    search_alg=algo, scheduler=scheduler,
-                                    max_concurrent_trials=args.max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=tune_name, storage_path=storage, verbose=args.verbose,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="si_rmse",
-                                                    checkpoint_score_order="min"),
-            failure_config=tune.FailureConfig(max_failures=args.max_failures),
-            sync_config=tune.SyncConfig(sync_artifacts=True),  # TensorBoard events reach remote storage
-        ),
-    )
+    try:
+        load_plugins(args.plugins)
+    except PluginError as e:
+        raise ExperimentError(str(e)) from e
+    space_mod = load_space(args.space)
+    plan = studies(space_mod, args, synthetic=args.data is None)
+    check_plan(plan)
+    return space_mod, plan
 
 
 def run(args: argparse.Namespace) -> Path:
     """Run (or resume) the experiment; returns its results folder with the leaderboard."""
-    space_mod = load_space(args.space)
+    space_mod, plan = validated_plan(args)  # before any work (split, Ray) starts
     results = args.results.expanduser().resolve()
-    # Names, keys and every value a trial can get, before any work (split, Ray) starts.
-    plan = studies(space_mod, args, synthetic=args.data is None)
-    check_plan(plan)
     import ray
     from ray import tune
 
     from grid.experiment import prepare_bundle, record_experiment, resolve_data, spec_record
     from grid.leaderboard import build_leaderboard, format_table, write_leaderboard
+    from grid.tuner import make_tuner
+    from trainables.plugins import resolved, runtime_env_modules
+    from trainables.provenance import provenance
     from trainables.trainable import train_depth
 
     started_here = not ray.is_initialized()
@@ -207,8 +237,9 @@ def run(args: argparse.Namespace) -> Path:
         # The synthetic profile uses pretrained weights only if they are already on this
         # machine: look them up offline instead of waiting on hub retries with no network.
         env = {"HF_HUB_OFFLINE": "1"} if args.data is None and local else {}
+        runtime_env = {"env_vars": env, "py_modules": runtime_env_modules(args.plugins)}  # plugins reach workers
         ray.init(address=args.address or "local", include_dashboard=False if local else None,
-                 configure_logging=False, runtime_env={"env_vars": env} if env else None)
+                 configure_logging=False, runtime_env={k: v for k, v in runtime_env.items() if v} or None)
     try:
         gpu_plan = cluster_gpus(args.gpus_per_trial)  # refuses GPUs no node can have: nothing written
         gpus = gpu_plan.gpus_per_trial
@@ -224,7 +255,9 @@ def run(args: argparse.Namespace) -> Path:
                                        method=args.split, threshold=args.split_threshold)
         print(f"Split ({args.split}): {len(bundle.train)} train / {len(bundle.val)} val images "
               f"({bundle.split_id})")
-        experiment_dir = results / (args.name or args.space)
+        experiment_dir = results / experiment_name(args)
+        prov = provenance(args.command)
+        plugin_specs = resolved(args.plugins)
         signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan],
                      "data": spec_record(spec), "split": bundle.split_id, "storage": storage}
         record_experiment(experiment_dir, {  # refuses a resume with other settings: nothing written
@@ -233,9 +266,10 @@ def run(args: argparse.Namespace) -> Path:
             "split_method": args.split, "split_threshold": args.split_threshold,
             "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
             "gpu_rule": gpu_plan.reason, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
+            "provenance": prov,
         })
         split.to_json(experiment_dir / "split.json")
-        trainable = tune.with_parameters(train_depth, data=bundle)
+        trainable = tune.with_parameters(train_depth, data=bundle, provenance=prov, plugins=plugin_specs)
         for tune_name, param_space in plan:
             make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, args, storage, gpus).fit()
     finally:
@@ -253,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.data import DataError
 
     try:
+        if args.dry_run:
+            from grid.dryrun import dry_run
+
+            space_mod, plan = validated_plan(args)
+            print(dry_run(args, plan, space_mod.SEARCH))
+            return 0
         experiment_dir = run(args)
     except (ExperimentError, DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -40,6 +40,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from grid.cli import prog_name
 from grid.embed import INPUT_SIZE, embed_items, file_sha1, resolve_device
 from grid.split_graph import sequence_pairs, strict_pairs
 from grid.split_report import cluster_figure, format_report, leakage_report
@@ -209,6 +210,36 @@ def _check_args(threshold: float, sequence_threshold: float, sequence_window: in
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
 
 
+def _params(spec: DatasetSpec, method: str, threshold: float, sequence_threshold: float,
+            sequence_window: int, val_fraction: float, seed: int, input_size: tuple[int, int]) -> dict:
+    """Everything a split depends on besides the images: the cache key."""
+    return {"method": method, "threshold": threshold, "sequence_threshold": sequence_threshold,
+            "sequence_window": sequence_window, "val_fraction": val_fraction, "seed": seed,
+            "crop": spec.crop and list(spec.crop), "input_size": list(input_size), "version": SPLIT_VERSION}
+
+
+def _read_cached(path: Path | None, fingerprint: str, params: dict) -> Split | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        cached = Split.from_json(path)
+    except DataError:
+        return None  # a damaged cache entry is recomputed and overwritten
+    return cached if cached.params == params and cached.fingerprint == fingerprint else None
+
+
+def cached_split(spec: DatasetSpec, items: list[Item], *, cache_dir: Path, method: str = DEFAULT_METHOD,
+                 threshold: float = 0.9, sequence_threshold: float = 0.8, sequence_window: int = 1,
+                 val_fraction: float = 0.2, seed: int = 0, input_size: tuple[int, int] = INPUT_SIZE
+                 ) -> Split | None:
+    """The split ``compute_split`` would return from its cache, or None: reads, computes nothing
+    (``grid.run --dry-run``)."""
+    fingerprint = dataset_fingerprint([it.name for it in items], _hash_items(items))
+    params = _params(spec, method, threshold, sequence_threshold, sequence_window, val_fraction, seed,
+                     input_size)
+    return _read_cached(cache_path(cache_dir, fingerprint, params), fingerprint, params)
+
+
 def compute_split(
     spec: DatasetSpec,
     items: list[Item] | None = None,
@@ -249,18 +280,12 @@ def compute_split(
     names = [it.name for it in items]
     hashes = _hash_items(items)
     fingerprint = dataset_fingerprint(names, hashes)
-    params = {"method": method, "threshold": threshold, "sequence_threshold": sequence_threshold,
-              "sequence_window": sequence_window, "val_fraction": val_fraction, "seed": seed,
-              "crop": spec.crop and list(spec.crop), "input_size": list(input_size),
-              "version": SPLIT_VERSION}
+    params = _params(spec, method, threshold, sequence_threshold, sequence_window, val_fraction, seed,
+                     input_size)
     path = cache_path(cache_dir, fingerprint, params) if cache_dir is not None else None
-    if path is not None and path.is_file():
-        try:
-            cached = Split.from_json(path)
-            if cached.params == params and cached.fingerprint == fingerprint:
-                return cached
-        except DataError:
-            pass  # a damaged cache entry is recomputed and overwritten
+    cached = _read_cached(path, fingerprint, params)
+    if cached is not None:
+        return cached
     dev = resolve_device(device)
     t0 = time.perf_counter()
     emb = embed_items(items, spec, cache_dir=cache_dir, batch_size=batch_size, device=dev,
@@ -297,7 +322,7 @@ def compute_split(
 # ---- CLI --------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m grid.split", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog_name("python -m grid.split"), description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="dataset folder")
     ap.add_argument("--format", choices=["cil", "pairs"], help="default: from the list file present")
     ap.add_argument("--list", dest="list_file", help="list file, relative to --data or absolute")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grid.cli import prog_name
 from grid.inputs import NO_SETTINGS, DataSettings, dataset_inputs
 from grid.leaderboard import LeaderboardError
 from grid.predict import (
@@ -138,7 +139,7 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.submit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.submit"), description=__doc__.split("\n")[0])
     add_model_args(parser)
     parser.add_argument("--data", required=True, type=Path, help="test data folder")
     parser.add_argument("--list", default="test_list.txt", help="test list (default: test_list.txt)")

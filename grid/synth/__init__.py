@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from grid.cli import parse_size
+from grid.cli import parse_size, prog_name
 from grid.synth.render import HFOV_DEG, MOTIONS, ROOM_NORMALS, Camera, camera_path, render
 from grid.synth.scene import (
     EPS,
@@ -140,7 +140,7 @@ def ensure_synthetic(cache_root: Path, *, scenes: int, views: int, size: tuple[i
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m grid.synth", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog_name("python -m grid.synth"), description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
     ap.add_argument("--scenes", type=int, default=10)
     ap.add_argument("--views", type=int, default=8, help="views per scene")

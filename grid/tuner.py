@@ -1,0 +1,69 @@
+"""The Tune side of ``grid.run``: a Tuner (new or restored) for one study of the plan."""
+
+from __future__ import annotations
+
+
+def _tune_callbacks() -> list:
+    """Tune's CSV and JSON loggers (the leaderboard reads result.json), and a stand-in for its
+    automatic TensorBoard logger: each trial writes one coherent event file itself (train/*,
+    val/*, depth panels, hparams), so no metric shows twice under ray/tune/*."""
+    from ray.tune.logger import (
+        CSVLoggerCallback,
+        JsonLoggerCallback,
+        LoggerCallback,
+        TBXLoggerCallback,
+    )
+
+    class TrialWritesTensorBoard(TBXLoggerCallback):
+        def __init__(self) -> None:
+            LoggerCallback.__init__(self)  # not TBX's: it would import tensorboardX to write nothing
+
+        def log_trial_start(self, trial) -> None:
+            pass
+
+        def log_trial_result(self, iteration, trial, result) -> None:
+            pass
+
+        def log_trial_end(self, trial, failed: bool = False) -> None:
+            pass
+
+    return [CSVLoggerCallback(), JsonLoggerCallback(), TrialWritesTensorBoard()]
+
+
+def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args, storage: str, gpus: float):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": gpus})
+    path = f"{storage.rstrip('/')}/{tune_name}"
+    if tune.Tuner.can_restore(path):
+        print(f"Resuming experiment {path} (finished trials are kept, not re-run)")
+        return tune.Tuner.restore(path, trainable=trainable, resume_errored=False,
+                                  restart_errored=args.retry_errored, param_space=param_space)
+    if search["algorithm"] == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        algo = ConcurrencyLimiter(OptunaSearch(seed=search["seed"]), max_concurrent=args.max_concurrent or 2)
+    else:
+        algo = BasicVariantGenerator(random_state=search["seed"])
+    scheduler = None
+    if search.get("scheduler") == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=int(param_space["epochs"]),
+                                  grace_period=search.get("grace_period", 1),
+                                  reduction_factor=search.get("reduction_factor", 2))
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric="si_rmse", mode="min", num_samples=search["num_samples"],
+                                    search_alg=algo, scheduler=scheduler,
+                                    max_concurrent_trials=args.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=tune_name, storage_path=storage, verbose=args.verbose,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="si_rmse",
+                                                    checkpoint_score_order="min"),
+            failure_config=tune.FailureConfig(max_failures=args.max_failures),
+            sync_config=tune.SyncConfig(sync_artifacts=True),  # TensorBoard events reach remote storage
+            callbacks=_tune_callbacks(),
+        ),
+    )
