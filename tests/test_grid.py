@@ -93,7 +93,11 @@ def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, 
     for trial_dir in trial_dirs:
         events = EventAccumulator(str(trial_dir), size_guidance={"images": 4}).Reload()
         tags = events.Tags()
-        assert {"val/si_rmse", "val/delta1", "train/train_loss"} <= set(tags["scalars"])
+        assert {"val/si_rmse", "val/delta1", "train/train_loss", "train/lr"} <= set(tags["scalars"])
+        # One view per trial: only the trainable's own events, not Tune's ray/tune/* copies.
+        assert not [t for t in tags["scalars"] if t.startswith("ray/")], tags["scalars"]
+        assert len(list(trial_dir.glob("events.out.tfevents.*"))) == 1
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")  # the HParams view
         assert "val/depth_0" in tags["images"]
         image = events.Images("val/depth_0")[0]
         assert (image.height, image.width) == (40, 3 * 56)  # RGB | target | prediction at native size
