@@ -64,7 +64,7 @@ def scenes(tmp_path_factory) -> Path:
 def test_every_subcommand_has_help(capsys) -> None:
     assert depth_grid(["--help"]) == 0
     listed = capsys.readouterr().out
-    for name, (module, prefix, _) in COMMANDS.items():
+    for name in COMMANDS:
         assert name in listed
         if name == "export" and not Path(ROOT / "grid" / "export.py").is_file():
             continue

@@ -41,10 +41,11 @@ def _results(trial_dir: Path) -> list[dict]:
 
 def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, scenes: Path, tmp_path: Path,
                                                                    capsys):
+    from grid import run_grid  # the Python API: the same plan, validation and run as the CLI
+
     results = tmp_path / "results"
-    exp = run(parse_args(["--space", "smoke", "--data", str(scenes), "--results", str(results),
-                          "--gpus-per-trial", "0", "--verbose", "0"]))
-    board = pd.read_csv(exp / "leaderboard.csv")
+    board, exp = run_grid("smoke", data=scenes, results=results, gpus_per_trial=0, verbose=0)
+    pd.testing.assert_frame_equal(board, pd.read_csv(exp / "leaderboard.csv"))
     assert sorted(board.arch) == ["mobilenet_unet", "unet"]
     assert (board.status == "finished").all(), board[["arch", "status", "error"]]
     assert board.si_rmse.notna().all() and (board.si_rmse > 0).all()
