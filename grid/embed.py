@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from trainables.data import DatasetSpec, Item, load_rgb
 from trainables.dataset import normalize, resize_image
@@ -161,13 +162,16 @@ def embed_items(
             todo[h] = it
     keys, dev = list(todo), resolve_device(device)
     model = build_embedder(dev) if keys else None
-    for s in range(0, len(keys), SHARD_SIZE):  # one shard per chunk: an interrupted run keeps its work
-        chunk = keys[s:s + SHARD_SIZE]
-        vecs = embed_images([todo[k] for k in chunk], spec, batch_size=batch_size, device=dev,
-                            input_size=input_size, model=model)
-        known.update(zip(chunk, vecs, strict=True))
-        if store is not None:
-            store.add(chunk, vecs)
+    # disable=None: a bar on a terminal, nothing in logs and CI
+    with tqdm(total=len(keys), unit="img", desc="split: embedding", disable=None) as bar:
+        for s in range(0, len(keys), SHARD_SIZE):  # one shard per chunk: an interrupted run keeps its work
+            chunk = keys[s:s + SHARD_SIZE]
+            vecs = embed_images([todo[k] for k in chunk], spec, batch_size=batch_size, device=dev,
+                                input_size=input_size, model=model)
+            known.update(zip(chunk, vecs, strict=True))
+            if store is not None:
+                store.add(chunk, vecs)
+            bar.update(len(chunk))
     vectors = np.stack([known[h] for h in hashes]).astype(np.float32, copy=False)
     model_id = f"{MODEL_ID}@{input_size[0]}x{input_size[1]}"
     return Embeddings(vectors, hashes, len(todo), model_id)

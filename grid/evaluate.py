@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from grid.cli import prog_name
 from grid.inputs import DataSettings, with_settings
@@ -98,7 +99,7 @@ def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False) -
     problems = check_files(pred_dir, items)
     acc = MetricAccumulator()
     skipped = 0
-    for item in items:
+    for item in tqdm(items, unit="img", desc="evaluate", disable=None):  # a bar on a terminal only
         path = pred_dir / item.pred_name
         if not path.is_file():
             continue  # already reported as missing

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -226,6 +227,10 @@ def run(args: argparse.Namespace) -> Path:
     from grid.experiment import prepare_bundle, record_experiment, resolve_data, spec_record
     from grid.leaderboard import build_leaderboard, format_table, write_leaderboard
     from grid.tuner import make_tuner
+
+    # Tune's legacy output takes grid.tuner's compact trial table; its new one prints a
+    # configuration box per trial and ignores reporters.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from trainables.plugins import resolved, runtime_env_modules
     from trainables.provenance import provenance
     from trainables.trainable import train_depth

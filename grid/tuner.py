@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback, TBXLoggerCallback
+
+METRIC_COLUMNS = {"epoch": "epoch", "si_rmse": "val si_rmse", "abs_rel": "abs_rel", "delta1": "delta1",
+                  "train_loss": "train loss"}
+PARAMETER_COLUMNS = {"arch": "arch", "lam": "lam", "lr": "lr"}
+
+
+class TrialWritesTensorBoard(TBXLoggerCallback):
+    """Stands in for Tune's automatic TensorBoard logger (Tune adds one unless a TBX logger is
+    among the callbacks): each trial writes one coherent event file itself (train/*, val/*,
+    depth panels, hparams), so no metric shows twice under ray/tune/*."""
+
+    def __init__(self) -> None:
+        LoggerCallback.__init__(self)  # not TBX's own: it would import tensorboardX to write nothing
+
+    def log_trial_start(self, trial) -> None:
+        pass
+
+    def log_trial_result(self, iteration, trial, result) -> None:
+        pass
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        pass
+
 
 def _tune_callbacks() -> list:
-    """Tune's CSV and JSON loggers (the leaderboard reads result.json), and a stand-in for its
-    automatic TensorBoard logger: each trial writes one coherent event file itself (train/*,
-    val/*, depth panels, hparams), so no metric shows twice under ray/tune/*."""
-    from ray.tune.logger import (
-        CSVLoggerCallback,
-        JsonLoggerCallback,
-        LoggerCallback,
-        TBXLoggerCallback,
-    )
-
-    class TrialWritesTensorBoard(TBXLoggerCallback):
-        def __init__(self) -> None:
-            LoggerCallback.__init__(self)  # not TBX's: it would import tensorboardX to write nothing
-
-        def log_trial_start(self, trial) -> None:
-            pass
-
-        def log_trial_result(self, iteration, trial, result) -> None:
-            pass
-
-        def log_trial_end(self, trial, failed: bool = False) -> None:
-            pass
-
+    """Tune's CSV and JSON loggers (the leaderboard reads result.json), no TensorBoard copy."""
     return [CSVLoggerCallback(), JsonLoggerCallback(), TrialWritesTensorBoard()]
+
+
+def progress_reporter():
+    """A compact trial table (status, arch, lambda, lr, epoch, the metrics that matter) instead
+    of Tune's configuration box per trial. Tune takes a reporter only with its legacy output,
+    which ``grid.run`` selects (``RAY_AIR_NEW_OUTPUT=0``) unless the user set it."""
+    from ray import tune
+
+    return tune.CLIReporter(metric_columns=METRIC_COLUMNS, parameter_columns=PARAMETER_COLUMNS,
+                            max_report_frequency=30, sort_by_metric=True)
 
 
 def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args, storage: str, gpus: float):
@@ -64,6 +76,6 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args,
                                                     checkpoint_score_order="min"),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             sync_config=tune.SyncConfig(sync_artifacts=True),  # TensorBoard events reach remote storage
-            callbacks=_tune_callbacks(),
+            callbacks=_tune_callbacks(), progress_reporter=progress_reporter(),
         ),
     )

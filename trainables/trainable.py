@@ -150,6 +150,9 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
     with this trial's own versions and device. ``plugins`` (``grid.run --plugins``) are imported
     first, so their architectures are registered in this process too."""
     load_plugins(plugins)
+    # One line per checkpoint from Ray's storage, in every trial, every epoch: the trial table
+    # already shows progress.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     try:
         cfg = TrialConfig.from_dict(config)
     except ConfigError as e:

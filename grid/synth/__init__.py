@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from grid.cli import parse_size, prog_name
 from grid.synth.render import HFOV_DEG, MOTIONS, ROOM_NORMALS, Camera, camera_path, render
@@ -89,9 +90,9 @@ def generate(out_dir: Path, *, scenes: int, views: int, size: tuple[int, int] = 
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(workers, scenes)) as pool:
-            list(pool.map(_render_scene, jobs))
+            list(tqdm(pool.map(_render_scene, jobs), total=scenes, unit="scene", desc="synth", disable=None))
     else:
-        for job in jobs:
+        for job in tqdm(jobs, unit="scene", desc="synth", disable=None):  # a bar on a terminal only
             _render_scene(job)
     names = [f"sample_{i:06d}" for i in range(scenes * views)]
     (out_dir / "train_list.txt").write_text("".join(f"{n}_rgb.png {n}_depth.npy\n" for n in names))
