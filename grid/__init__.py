@@ -1,16 +1,19 @@
-"""depth-grid's Python API: ``from grid import run_grid, load_model``.
+"""Driver side of depth-grid: CLI entry points, split, leaderboard, prediction.
 
-Imported lazily, so that ``import grid`` (and every ``depth-grid`` subcommand) stays light.
+The Python API: ``from grid import run_grid, load_model`` (``grid.run``, ``grid.model``).
+Loaded on first use, so that ``import grid`` (and every ``depth-grid`` subcommand) stays light.
 """
 
-from __future__ import annotations
+from typing import Any
 
-__all__ = ["run_grid"]
+_LAZY = {"run_grid": "grid.run", "load_model": "grid.model"}
+
+__all__ = ["load_model", "run_grid"]
 
 
-def __getattr__(name: str):
-    if name == "run_grid":
-        from grid.run import run_grid
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-        return run_grid
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'grid' has no attribute {name!r}")

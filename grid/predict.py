@@ -95,8 +95,9 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
     """Rebuild the model a trial checkpoint was saved from, in eval mode on ``device``.
 
     Returns:
-        ``(model, info)`` where ``info`` has ``path``, ``arch_config``, ``epoch``, ``metrics``
-        and ``image_size`` (``(h, w)`` or ``None`` when the checkpoint does not record it).
+        ``(model, info)`` where ``info`` has ``path``, ``arch_config``, ``epoch``, ``metrics``,
+        ``image_size`` (``(h, w)`` or ``None`` when the checkpoint does not record it), and
+        ``trial_config``, ``weights`` and ``provenance`` (empty or ``None`` when not recorded).
 
     Raises:
         CheckpointError: missing, corrupt or foreign file; unknown architecture; weights that do
@@ -125,6 +126,9 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
         "epoch": ckpt.get("epoch"),
         "metrics": ckpt.get("metrics") or {},
         "image_size": (int(size[0]), int(size[1])) if size is not None else None,
+        # what trained it, for a model card (grid.model): absent in hand-made checkpoints
+        "trial_config": ckpt.get("trial_config") or {}, "weights": ckpt.get("weights"),
+        "provenance": ckpt.get("provenance") or {},
     }
     return model.to(device).eval(), info
 
@@ -215,13 +219,22 @@ def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
     with torch.inference_mode(), tqdm(total=len(items), unit="img", disable=not progress,
                                       desc="predict") as bar:
         for images, indices, sizes in loader:
-            # Resize log-depth, as the trainable's evaluation does, so that predicting the
-            # validation images reproduces the leaderboard's metrics.
-            log_depth = model.forward_log(images.to(device, non_blocking=True)).float()  # (B, 1, h, w)
-            for d, i, hw in zip(log_depth, indices, sizes, strict=True):
-                out = F.interpolate(d[None], size=hw, mode="bilinear", align_corners=False).exp()
-                yield i, out[0, 0].cpu().numpy().astype(np.float32, copy=False)
+            yield from zip(indices, depth_maps(model, images.to(device, non_blocking=True), sizes),
+                           strict=True)
             bar.update(len(indices))
+
+
+def depth_maps(model: torch.nn.Module, images: torch.Tensor, sizes: Sequence[tuple[int, int]]
+               ) -> list[np.ndarray]:
+    """Depth, float32 (H, W) metres, of each normalised image of a batch at its own ``sizes``.
+
+    The log-depth is resized (bilinear, pixel centres aligned), as the trainable's evaluation
+    does, so that predicting the validation images reproduces the leaderboard's metrics.
+    """
+    log_depth = model.forward_log(images).float()  # (B, 1, h, w)
+    return [F.interpolate(d[None], size=hw, mode="bilinear", align_corners=False).exp()[0, 0]
+            .cpu().numpy().astype(np.float32, copy=False)
+            for d, hw in zip(log_depth, sizes, strict=True)]
 
 
 def write_depth_png(depth: np.ndarray, path: str | Path, title: str | None = None) -> None:

@@ -167,6 +167,9 @@ def test_rerunning_resumes_an_interrupted_experiment(scenes: Path, tmp_path: Pat
                             timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Resuming experiment" in second.stdout
+    # A quiet terminal: the compact trial table, no configuration box per trial, no traceback.
+    assert "val si_rmse" in second.stdout and "started with configuration" not in second.stdout
+    assert "Traceback" not in second.stdout + second.stderr and "Exception ignored" not in second.stderr
     assert (finished / "result.json").read_text() == before  # the finished trial did not run again
     board = pd.read_csv(results / "resume" / "leaderboard.csv")
     assert len(board) == 2 and (board.status == "finished").all() and (board.epochs_done == 3).all()
