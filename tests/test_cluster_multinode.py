@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import require_or_skip
 
 from grid.synth import generate
 
@@ -100,7 +101,7 @@ def _leftovers(temp: str) -> list[int]:
 @pytest.fixture
 def two_node_cluster(tmp_path: Path):
     if not Path(RAY).exists():
-        pytest.skip(f"the ray command is not beside {sys.executable}")
+        require_or_skip(f"the ray command is not beside {sys.executable}")
     env = _env()
     temp = tempfile.mkdtemp(prefix="rm", dir="/tmp")  # short: Ray's socket paths are length-limited
     logs = tmp_path / "logs"
