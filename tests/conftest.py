@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -16,6 +17,16 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 NYU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyu_labeled_train"
+# CI sets this: a missing asset (real data, fetched weights, a tool) fails the test that needs it
+# instead of skipping it, so a moved path or a broken fetch cannot pass unnoticed.
+REQUIRE_ASSETS = "DEPTH_GRID_REQUIRE_ASSETS"
+
+
+def require_or_skip(reason: str) -> NoReturn:
+    """Skip the calling test for a missing asset; fail it when ``DEPTH_GRID_REQUIRE_ASSETS=1``."""
+    if os.environ.get(REQUIRE_ASSETS) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ASSETS}=1: a missing asset is a failure)", pytrace=False)
+    pytest.skip(reason)
 
 
 def write_cil(root: Path, n: int = 4, size: tuple[int, int] = (24, 32), seed: int = 0,
@@ -68,8 +79,27 @@ def pairs_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def nyu_dir() -> Path:
     if not (NYU_DIR / "pairs.txt").is_file():
-        pytest.skip(f"real NYU data not found at {NYU_DIR}")
+        require_or_skip(f"real NYU data not found at {NYU_DIR}")
     return NYU_DIR
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights() -> Path:
+    """The fetched MobileNetV2 weights (``python -m grid.weights fetch``); absent: skipped (or a
+    failure under DEPTH_GRID_REQUIRE_ASSETS=1); present with the wrong SHA-256: always a failure."""
+    from trainables.weights import (
+        WeightsUnavailableError,
+        ensure_mobilenet_v2,
+        mobilenet_v2_weights_path,
+    )
+
+    path = mobilenet_v2_weights_path()
+    if not path.is_file():
+        require_or_skip(f"MobileNetV2 weights absent: {path} (run `python -m grid.weights fetch`)")
+    try:
+        return ensure_mobilenet_v2()
+    except WeightsUnavailableError as e:  # there, but not the real file: never a skip
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from conftest import require_or_skip
 
 RAY = str(Path(sys.executable).with_name("ray"))
 # Prints the cluster's nodes once `want` of them are alive (run in a subprocess, not here).
@@ -87,7 +88,7 @@ class Nodes:
 
     def __init__(self, logs: Path) -> None:
         if not Path(RAY).exists():
-            pytest.skip(f"the ray command is not beside {sys.executable}")
+            require_or_skip(f"the ray command is not beside {sys.executable}")
         self.logs = logs
         self.logs.mkdir(parents=True, exist_ok=True)
         self.temp = tempfile.mkdtemp(prefix="rm", dir="/tmp")  # short: socket paths are length-limited

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_cil, write_pairs
+from PIL import Image
 
 from grid.evaluate import evaluate, main
 from trainables.data import DataError, DatasetSpec, index_dataset, load_depth
-from trainables.metrics import METRICS, si_rmse
+from trainables.metrics import METRICS, MetricAccumulator, si_rmse
 
 
 def write_preds(pred_dir: Path, data: Path, fn, **spec_kw) -> list[np.ndarray]:
@@ -127,15 +128,22 @@ def test_corrupt_wrong_shape_and_nan_predictions_listed_together(tmp_path: Path,
 def test_resize_opt_in(tmp_path: Path, cil_dir: Path) -> None:
     preds = tmp_path / "preds"
     targets = write_preds(preds, cil_dir, lambda gt, i: gt)
-    np.save(preds / "sample_000001_depth.npy", np.full((6, 8), 2.5, np.float32))
+    # A quarter-size map that differs from pixel to pixel: a constant one would resize to the
+    # same constant under any method, so it could not tell bilinear from nearest or a fill.
+    small = np.random.default_rng(3).uniform(1.0, 4.0, (6, 8)).astype(np.float32)
+    np.save(preds / "sample_000001_depth.npy", small)
     spec = DatasetSpec.detect(cil_dir)
     with pytest.raises(DataError, match="sample_000001_depth.npy: prediction is 6x8"):
         evaluate(preds, spec)
     result = evaluate(preds, spec, resize=True)
-    # A constant map resizes to the same constant; the other three items are exact.
-    expected = (3 * 0.0 + si_rmse(np.full((24, 32), 2.5), targets[1])) / 4
-    assert result["si_rmse"] == pytest.approx(expected, rel=1e-6, abs=1e-7)
-    assert result["si_rmse"] > 0
+    # Reference bilinear resize from PIL, not torch: half-pixel centres, edges repeated.
+    upsampled = np.asarray(Image.fromarray(small, mode="F").resize((32, 24), Image.Resampling.BILINEAR))
+    expected = MetricAccumulator()
+    for i, target in enumerate(targets):
+        expected.update(upsampled if i == 1 else target, target)
+    assert result["si_rmse"] > 0.05  # a real error on one of four images
+    for name, value in expected.result().items():
+        assert result[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
 def test_prediction_with_trailing_channel_is_accepted(tmp_path: Path, cil_dir: Path) -> None:
@@ -215,12 +223,26 @@ def test_real_nyu_subset_with_eigen_crop(tmp_path: Path, nyu_dir: Path) -> None:
                        data_dir=nyu_dir, depth_scale=25.5, crop="eigen")
     full = DatasetSpec(root=nyu_dir, format="pairs", list_file=str(tmp_path / "list.txt"),
                        data_dir=nyu_dir, depth_scale=25.5)
+    top, bottom, left, right = 45, 471, 41, 601  # the Eigen crop, written out here
+    inside = np.zeros((480, 640), bool)
+    inside[top:bottom, left:right] = True
+    rng = np.random.default_rng(0)
     preds = tmp_path / "preds"
+    expected = MetricAccumulator()
     for item in index_dataset(spec):
+        gt = load_depth(item, full)  # (480, 640) metres
+        assert gt.shape == inside.shape
+        # An error that differs from pixel to pixel (a pure scale error scores alike on any
+        # region) and a wild border outside the crop (any of it let in scores far worse).
+        pred = (gt * rng.uniform(0.8, 1.25, gt.shape)).astype(np.float32)
+        pred[~inside] = rng.uniform(20.0, 50.0, int((~inside).sum()))
         out = preds / item.pred_name
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, 2 * load_depth(item, full))  # full 480x640 frames, metres
+        np.save(out, pred)  # full 480x640 frames
+        expected.update(pred[top:bottom, left:right], gt[top:bottom, left:right])
     result = evaluate(preds, spec)
     assert result["count"] == 5
-    assert result["si_rmse"] == pytest.approx(0.0, abs=1e-6)
-    assert result["abs_rel"] == pytest.approx(1.0, rel=1e-6)
+    for name, value in expected.result().items():
+        assert result[name] == pytest.approx(value, rel=1e-6), name
+    assert 0.05 < result["si_rmse"] < 0.5 and 0.05 < result["abs_rel"] < 0.2
+    assert evaluate(preds, full)["abs_rel"] > 1.0  # uncropped, the border counts

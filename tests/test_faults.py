@@ -32,14 +32,23 @@ def _grid(scenes: Path, results: Path, name: str, *extra: str) -> Path:
 
 
 def test_a_failing_trial_does_not_stop_the_grid(ray_session, scenes: Path, tmp_path: Path):
-    exp = _grid(scenes, tmp_path / "results", "isolation", "--set", "fault=unet:raise@0.1", "--max-failures", "1")
-    board = pd.read_csv(exp / "leaderboard.csv").set_index("arch")
-    assert board.loc["mobilenet_unet", "status"] == "finished"
-    assert board.loc["unet", "status"] == "error"
-    assert "injected fault at epoch 0 step 1" in board.loc["unet", "error"]
-    assert "failed: " in (exp / "leaderboard.md").read_text()
-    # The errored trial sorts last (no score) and the finished one has a checkpoint.
-    assert list(pd.read_csv(exp / "leaderboard.csv").arch) == ["mobilenet_unet", "unet"]
+    # The fault hits the architecture first by name and first to run (one trial at a time), so
+    # the healthy trial is still to come when it fails, and a leaderboard in name or run order
+    # would list it first: only sorting by score puts it last.
+    results = tmp_path / "results"
+    rc = main(["--space", "smoke", "--data", str(scenes), "--results", str(results), "--name", "isolation",
+               "--gpus-per-trial", "0", "--verbose", "0", "--arch", "mobilenet_unet", "--arch", "unet",
+               "--max-concurrent", "1", "--set", "fault=mobilenet_unet:raise@0.1", "--max-failures", "1"])
+    assert rc == 1  # a trial ended in error: the exit status says so, the leaderboard says which
+    exp = results / "isolation"
+    board = pd.read_csv(exp / "leaderboard.csv")
+    assert list(board.arch) == ["unet", "mobilenet_unet"], board[["arch", "status", "si_rmse"]]
+    ok, failed = board.iloc[0], board.iloc[1]
+    assert ok.status == "finished" and ok.epochs_done == 1 and Path(ok.checkpoint).is_file()
+    assert failed.status == "error" and pd.isna(failed.si_rmse) and pd.isna(failed.checkpoint)
+    assert "injected fault at epoch 0 step 1" in str(failed.error)
+    report = (exp / "leaderboard.md").read_text()
+    assert f"`{failed.trial_id}` (mobilenet_unet) failed: {failed.error}" in report
 
 
 def _last_checkpoint(results: Path, name: str) -> tuple[dict, list[dict], Path]:

