@@ -78,7 +78,8 @@ def dead_links(path: Path) -> list[str]:
         file_part, _, anchor = target.partition("#")
         dest = (path.parent / unquote(file_part)).resolve() if file_part else path
         if not dest.exists():
-            problems.append(f"{target}: {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest} does not exist")
+            shown = dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest
+            problems.append(f"{target}: {shown} does not exist")
         elif anchor and dest.suffix == ".md" and unquote(anchor).lower() not in anchors(dest):
             problems.append(f"{target}: no heading #{anchor} in {dest.name}")
     return problems
