@@ -1,5 +1,6 @@
 """cluster.yaml and cluster-aws.yaml: Ray 2.60's own validator (offline), then what its schema
-cannot see; and every command in the README's cluster section names options that exist.
+cannot see; and every command of the cluster docs (docs/cluster.md, and the README's short cluster
+section, whose `grid.run` command must be docs/cluster.md's) names options that exist.
 
 Each ``*_problems`` check returns a list of problems; the tests assert it is empty for the real
 files and not empty for deliberately broken copies, so the checks can fail.
@@ -23,11 +24,18 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 GCP, AWS, README = ROOT / "cluster.yaml", ROOT / "cluster-aws.yaml", ROOT / "README.md"
-CLUSTER_HEADING = "## Running the grid on a cloud GPU cluster"
+CLUSTER_DOC = ROOT / "docs" / "cluster.md"
+CLUSTER_HEADING = "## Running the grid on a cloud GPU cluster"  # the README's section
 
 
 def cluster_docs() -> str:
-    """The README's cluster section (from its heading to the next top-level section)."""
+    """The whole cluster page, docs/cluster.md."""
+    return CLUSTER_DOC.read_text()
+
+
+def readme_cluster_section() -> str:
+    """The README's cluster section (from its heading to the next top-level section); the line
+    tests/test_cluster_autoscaling.py runs is read from here."""
     text = README.read_text()
     start = text.index(CLUSTER_HEADING)
     end = text.find("\n## ", start + len(CLUSTER_HEADING))
@@ -183,15 +191,27 @@ def aws_problems(cfg: dict) -> list[str]:
     return out
 
 
-# ---- the README's cluster section: firewall rules and command lines --------------------------------------
+# ---- the cluster docs: firewall rules and command lines ------------------------------------------------
 
 def doc_commands(text: str) -> list[str]:
-    """Command lines of the fenced bash blocks and the inline code spans."""
-    lines = []
-    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S):
-        lines += [ln.strip() for ln in block.replace("\\\n", " ").splitlines()
-                  if ln.strip() and not ln.strip().startswith("#")]
-    return lines + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+    """Command lines of the fenced bash, sh and unlabelled blocks, and the inline code spans of
+    the prose. Fences are paired line by line, so a block in another language (```python) is
+    skipped whole instead of shifting which fences pair up."""
+    lines, prose, block, lang = [], [], None, ""
+    for ln in text.splitlines():
+        fence = re.fullmatch(r"```(\w*)", ln.strip())
+        if block is None and fence:
+            block, lang = [], fence[1]
+        elif block is not None and ln.strip() == "```":
+            if lang in ("", "bash", "sh"):
+                joined = "\n".join(block).replace("\\\n", " ")
+                lines += [c.strip() for c in joined.splitlines() if c.strip() and not c.strip().startswith("#")]
+            block = None
+        elif block is not None:
+            block.append(ln)
+        else:
+            prose.append(ln)
+    return lines + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", "\n".join(prose))
 
 
 def segments(line: str) -> list[list[str]]:
@@ -414,3 +434,27 @@ def test_docs_grid_run_commands_parse() -> None:
     assert option_problems(text, grid_run.parse_args) == []
     bad = '```bash\nray exec cluster.yaml "cd ~/depth-grid && python -m grid.run --space smoke --nodes 2"\n```\n'
     assert option_problems(bad, grid_run.parse_args)
+
+
+def tmux_grid_command(text: str) -> list[str]:
+    """The `python -m grid.run ...` of the one `ray exec cluster.yaml --tmux "..."` line in ``text``."""
+    (line,) = [ln for ln in text.splitlines() if ln.startswith('ray exec cluster.yaml --tmux "')]
+    inner = shlex.split(line)[-1]  # cd ~/depth-grid && python -m grid.run ...
+    (cmd,) = [part.strip() for part in inner.split("&&") if part.strip().startswith("python -m grid.run")]
+    return shlex.split(cmd)
+
+
+def test_readme_cluster_section_runs_the_same_grid_as_docs_cluster() -> None:
+    grid_run = pytest.importorskip("grid.run")
+    short = readme_cluster_section()
+    assert tmux_grid_command(short) == tmux_grid_command(cluster_docs())
+    assert "docs/cluster.md" in short
+    for cmd in ("ray up cluster.yaml", "ray exec cluster.yaml --tmux", "ray down cluster.yaml"):
+        assert cmd in short, cmd
+    assert option_problems(short, grid_run.parse_args) == []
+
+
+def test_grid_command_check_catches_a_differing_copy() -> None:
+    other = cluster_docs().replace("--space all_models --address auto", "--space smoke --address auto", 1)
+    assert tmux_grid_command(other) != tmux_grid_command(readme_cluster_section())
+
