@@ -289,16 +289,19 @@ def test_run_export_then_load_in_a_fresh_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
            "HF_HUB_OFFLINE": "1"}
     py = sys.executable
+    # The console command `pip install -e .` puts beside this Python (CI's fresh venv has it).
+    script = Path(py).with_name("depth-grid")
+    depth_grid = [str(script)] if script.is_file() else [py, "-m", "grid.main"]
     try:
-        _run([py, "-m", "grid.run", "--space", "smoke", "--data", str(scenes), "--results", str(tmp_path / "results"),
+        _run([*depth_grid, "run", "--space", "smoke", "--data", str(scenes), "--results", str(tmp_path / "results"),
               "--gpus-per-trial", "0", "--verbose", "0"], tmp_path, env)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     exp, folder = tmp_path / "results" / "smoke", tmp_path / "F"
-    _run([py, "-m", "grid.export", "--experiment", str(exp), "--out", str(folder)], tmp_path, env)
+    _run([*depth_grid, "export", "--experiment", str(exp), "--out", str(folder)], tmp_path, env)
     image = scenes / "sample_000004_rgb.png"
     ckpt = best_checkpoint(exp)
-    _run([py, "-m", "grid.predict", "--checkpoint", str(ckpt), "--input", str(image), "--out", str(tmp_path / "p"),
+    _run([*depth_grid, "predict", "--checkpoint", str(ckpt), "--input", str(image), "--out", str(tmp_path / "p"),
           "--device", "cpu", "--workers", "0", "--no-png"], tmp_path, env)
     code = ("import sys, numpy as np, grid; "
             "np.save(sys.argv[2], grid.load_model(sys.argv[1], device='cpu').predict(sys.argv[3]))")
