@@ -111,7 +111,21 @@ def test_dry_run_reports_a_cached_split_with_its_sizes(ray_session, scenes: Path
     assert "not cached" in capsys.readouterr().out
 
 
-def test_a_user_architecture_and_space_from_files_run_a_grid(ray_session, scenes: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def registry_restored():
+    """The plugin test registers an architecture in this process: take it out again, so that
+    the tests that walk the registry see the zoo alone."""
+    from trainables.models import MODELS
+
+    before = dict(MODELS)
+    yield
+    MODELS.clear()
+    MODELS.update(before)
+    sys.modules.pop("my_models", None)
+
+
+def test_a_user_architecture_and_space_from_files_run_a_grid(ray_session, scenes: Path, tmp_path: Path,
+                                                             registry_restored) -> None:
     user = tmp_path / "user"
     user.mkdir()
     (user / "my_models.py").write_text(textwrap.dedent(MY_MODELS))

@@ -154,7 +154,7 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
     # Printed before any trial: how many GPUs and why, naming the node types it can add.
     (said,) = re.findall(r"^GPUs per trial: .*$", run.stdout, flags=re.M)
     assert said.startswith("GPUs per trial: 1 (cluster has 0 GPUs now;") and "gpu_t4_spot" in said, said
-    assert run.stdout.index("GPUs per trial") < run.stdout.index("Split:"), out
+    assert run.stdout.index("GPUs per trial") < run.stdout.index("Split ("), out
 
     reports = [json.loads(line) for f in storage.rglob("result.json")
                for line in f.read_text().splitlines() if line.strip()]
