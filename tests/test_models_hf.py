@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from hf_snapshots import NO_BN_COUNTERS, SWIN_NORM, save_snapshot
 from transformers import (
     Mask2FormerForUniversalSegmentation,
     SegformerForSemanticSegmentation,
@@ -29,14 +29,7 @@ from trainables.models import PretrainedWeightsError, build_model
 from trainables.models.mask2former import mask2former_config
 from trainables.models.segformer import SEGFORMER_VARIANTS, segformer_config
 
-SWIN_NORM = "encoder.swin.layernorm."
 hf_logging.set_verbosity_error()  # the load reports are expected here (e.g. a rebuilt classifier)
-
-
-def _drop_weights(folder: Path, pattern: str) -> None:
-    weights = folder / "model.safetensors"
-    kept = {k: v for k, v in load_file(weights).items() if pattern not in k}
-    save_file(kept, weights, metadata={"format": "pt"})
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +38,11 @@ def snapshots(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     root = tmp_path_factory.mktemp("hf")
     torch.manual_seed(123)
     seg = SegformerForSemanticSegmentation(segformer_config("tiny", num_labels=5))  # 5 "classes"
-    seg.save_pretrained(root / "segformer")
-    _drop_weights(root / "segformer", "num_batches_tracked")  # as in checkpoints from mmseg days
+    save_snapshot(seg, root / "segformer", drop=(NO_BN_COUNTERS,))
     enc = SegformerModel(segformer_config("tiny"))  # encoder only, like nvidia/mit-b*
-    enc.save_pretrained(root / "mit")
+    save_snapshot(enc, root / "mit")
     m2f = Mask2FormerForUniversalSegmentation(mask2former_config("tiny"))  # the COCO checkpoint's class
-    m2f.save_pretrained(root / "mask2former")
-    _drop_weights(root / "mask2former", SWIN_NORM)  # the hub checkpoint has none (never used)
+    save_snapshot(m2f, root / "mask2former", drop=(SWIN_NORM,))
     m2f_saved = {k: v for k, v in m2f.model.state_dict().items() if SWIN_NORM not in k}
     return {"segformer": (root / "segformer", seg.state_dict()),
             "mit": (root / "mit", enc.state_dict()),
@@ -159,6 +150,52 @@ def test_pretrained_true_offline_names_the_hub_id_and_how_to_get_it(tmp_path):
                 "mask2former_swin": "facebook/mask2former-swin-small-coco-instance"}
     for name, hf_id in expected.items():
         assert hf_id in messages[name] and f"hf download {hf_id}" in messages[name], messages[name]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", ["segformer_b4", "segformer_unet", "mask2former_swin"])
+def test_half_precision_snapshot_loads_in_float32(name, dtype, tmp_path):
+    """transformers 5 would keep a snapshot's saved dtype (dtype="auto"); training needs fp32."""
+    torch.manual_seed(0)
+    if name.startswith("mask2"):
+        net, drop = Mask2FormerForUniversalSegmentation(mask2former_config("tiny")), (SWIN_NORM,)
+    else:
+        net, drop = SegformerForSemanticSegmentation(segformer_config("tiny", num_labels=5)), ()
+    folder = save_snapshot(net, tmp_path / "half", drop=drop, dtype=dtype)
+    assert json.loads((folder / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+    model = build_model(name, size="tiny", pretrained=folder)
+    assert {t.dtype for t in model.state_dict().values() if t.is_floating_point()} == {torch.float32}
+    # The HF module each depth model wraps, and the prefix its weights have in the snapshot.
+    attr, prefix = {"segformer_b4": ("net", ""), "segformer_unet": ("encoder", "segformer."),
+                    "mask2former_swin": ("net", "model.")}[name]
+    inner = getattr(model, attr)
+    saved = {k.removeprefix(prefix): v for k, v in net.state_dict().items() if k.startswith(prefix)}
+    loaded = {k: v for k, v in inner.state_dict().items() if k in saved and "classifier" not in k}
+    assert len(loaded) > 0.9 * len(inner.state_dict())
+    for key, value in loaded.items():
+        assert torch.equal(value, saved[key].float()), key  # the half values, widened exactly
+
+
+@pytest.mark.parametrize("name", ["resnet_unet", "mobilenet_unet"])
+def test_half_precision_encoder_file_loads_in_float32(name, tmp_path):
+    """smp's safetensors (and torchvision's .pth) are copied into float32 parameters."""
+    from safetensors.torch import save_file
+    from torchvision import models
+
+    from trainables.weights import FILENAME
+
+    torch.manual_seed(0)
+    if name == "resnet_unet":  # the tiny size has smp's resnet18 encoder
+        state = {k: v.half() for k, v in models.resnet18().state_dict().items()}
+        save_file(state, tmp_path / "model.safetensors")
+    else:
+        state = {k: v.half() for k, v in models.mobilenet_v2().state_dict().items()}
+        torch.save(state, tmp_path / FILENAME)
+    model = build_model(name, size="tiny", pretrained=tmp_path)
+    encoder = model.net.encoder.state_dict()
+    assert {t.dtype for t in model.state_dict().values() if t.is_floating_point()} == {torch.float32}
+    assert all(torch.equal(encoder[k], v.float()) for k, v in state.items() if k in encoder)
+    assert sum(k in encoder for k in state) > 0.9 * len(encoder)
 
 
 def _randomise_last_conv(conv: torch.nn.Conv2d) -> None:

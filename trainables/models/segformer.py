@@ -68,7 +68,8 @@ def load_hf_snapshot(cls: type, pretrained: bool | str | Path, *, hf_id: str | N
                      model_type: str, **kwargs) -> tuple[nn.Module, list[str]]:
     """``cls.from_pretrained`` from ``hf_id`` (``pretrained=True``) or a local snapshot folder.
 
-    The hub download honours ``HF_HOME``, ``HF_HUB_OFFLINE`` and the local cache. Any failure
+    The hub download honours ``HF_HOME``, ``HF_HUB_OFFLINE`` and the local cache. Weights load
+    in float32 whatever dtype the snapshot was saved in. Any failure
     to get the weights raises ``PretrainedWeightsError`` saying how to provide them; there is
     no fallback to random weights. Returns the model (in train mode) and the names of the
     weights the snapshot did not provide (missing or of another shape), for the caller to judge.
@@ -93,7 +94,10 @@ def load_hf_snapshot(cls: type, pretrained: bool | str | Path, *, hf_id: str | N
                 f"{config_file}: model_type is {found!r}, this architecture needs {model_type!r}")
         source = str(folder)
     try:
-        model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
+        # transformers 5 loads in the snapshot's saved dtype by default (dtype="auto"); training
+        # (GradScaler, the CPU path) needs float32 master weights whatever the file holds.
+        model, info = cls.from_pretrained(source, output_loading_info=True, dtype=torch.float32,
+                                          **kwargs)
     except (OSError, ValueError) as err:
         hint = (f"Get them where there is network with `hf download {hf_id}` (into $HF_HOME, "
                 f"then set HF_HUB_OFFLINE=1 to skip the connection retries), or pass "
