@@ -58,7 +58,9 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args,
 
         algo = ConcurrencyLimiter(OptunaSearch(seed=search["seed"]), max_concurrent=args.max_concurrent or 2)
     else:
-        algo = BasicVariantGenerator(random_state=search["seed"])
+        # Tune ignores TuneConfig.max_concurrent_trials for this generator (not a Searcher):
+        # it limits concurrency itself.
+        algo = BasicVariantGenerator(random_state=search["seed"], max_concurrent=args.max_concurrent or 0)
     scheduler = None
     if search.get("scheduler") == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=int(param_space["epochs"]),

@@ -225,3 +225,16 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
     finally:
         writer.close()
+        release_memory()
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system: Tune reuses the trial process, and glibc otherwise
+    keeps a big model's freed blocks, so the next trial's peak stacks on this one's (measured:
+    12-16 GB instead of ~6 GB after mask2former_swin at 426x560 on the CPU)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        pass
