@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> Path:
 
 def settings_argv(space: str, data: str | Path | None, settings: dict[str, Any]) -> list[str]:
     """``run_grid``'s keyword arguments as ``grid.run`` options: ``epochs=3`` -> ``--epochs 3``,
-    ``dry_run=True`` -> ``--dry-run``, ``arch=[..]`` / ``plugins=[..]`` repeat the option,
+    ``retry_errored=True`` -> ``--retry-errored``, ``arch=[..]`` / ``plugins=[..]`` repeat the option,
     ``set={"lr": 1e-3}`` -> ``--set lr=0.001`` (JSON values)."""
     argv = ["--space", str(space)] + (["--data", str(data)] if data is not None else [])
     for key, value in settings.items():
@@ -319,6 +319,8 @@ def run_grid(space: str = "all_models", data: str | Path | None = None, **settin
     """
     from grid.leaderboard import read_leaderboard
 
+    if settings.get("dry_run"):
+        raise ValueError("run_grid runs the grid; preview it with `depth-grid run --dry-run ...`")
     args = parse_args(settings_argv(space, data, settings))
     experiment_dir = run(args)
     return read_leaderboard(experiment_dir), experiment_dir
