@@ -46,11 +46,13 @@ def data_summary(args: argparse.Namespace) -> str:
         return (f"data: built-in synthetic scenes ({SYNTHETIC['scenes']} scenes x {SYNTHETIC['views']} views "
                 f"at {SYNTHETIC['size'][0]}x{SYNTHETIC['size'][1]}), generated under {args.results}/synth on a "
                 f"real run; CPU profile {CPU_DEFAULT}")
-    from trainables.data import DatasetSpec, index_dataset
+    from grid.experiment import (
+        resolve_data,  # the spec a real run reads (given --data: no generation)
+    )
+    from trainables.data import index_dataset
 
-    kw = {k: v for k, v in {"list_file": args.list_file, "depth_scale": args.depth_scale,
-                            "crop": args.crop}.items() if v is not None}
-    spec = DatasetSpec.detect(args.data, args.format, **kw)
+    spec, _ = resolve_data(args.data, Path(args.results), format=args.format, list_file=args.list_file,
+                           depth_scale=args.depth_scale, crop=args.crop)
     items = index_dataset(spec)
     text = (f"data: {len(items)} items, {spec.format} layout, list {spec.list_path}, crop {spec.crop or 'none'}"
             + (f", depth scale {spec.depth_scale:g}" if spec.format == "pairs" else ""))

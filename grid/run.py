@@ -103,12 +103,20 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return help_
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from grid.dryrun import spaces_table
+class _Parser(argparse.ArgumentParser):
+    """Builds the spaces table (every space imported, its trials counted) only for ``--help``,
+    not on every parse."""
 
-    p = argparse.ArgumentParser(
-        prog=prog_name("python -m grid.run"), description=__doc__.splitlines()[0], allow_abbrev=False,
-        formatter_class=_HelpFormatter, epilog=f"search spaces (--space):\n{spaces_table()}\n{EXAMPLES}")
+    def format_help(self) -> str:
+        from grid.dryrun import spaces_table
+
+        self.epilog = f"search spaces (--space):\n{spaces_table()}\n{EXAMPLES}"
+        return super().format_help()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(prog=prog_name("python -m grid.run"), description=__doc__.splitlines()[0], allow_abbrev=False,
+                formatter_class=_HelpFormatter)
     p.add_argument("--space", default="all_models", help="search space (see below) or a space file (.py)")
     p.add_argument("--plugins", action="append", default=[], metavar="MODULE|FILE",
                    help="import this module or .py file on the driver and in every trial, e.g. to "
