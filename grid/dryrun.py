@@ -73,11 +73,15 @@ def dry_run(args: argparse.Namespace, plan: list[tuple[str, dict[str, Any]]], se
     out = []
     for name, param_space in plan:
         configs = concrete_configs(param_space, bounds=False)
-        rows = [[describe(c.get(col, "")) for col in COLUMNS] for c in configs]
+        # the usual columns, then any other setting that differs between trials (e.g. a recipe's)
+        varying = [k for k in configs[0] if k not in COLUMNS
+                   and len({describe(c.get(k, "")) for c in configs}) > 1] if configs else []
+        cols = [*COLUMNS, *varying]
+        rows = [[describe(c.get(col, "")) for col in cols] for c in configs]
         samples = search["num_samples"]
         each = f", {samples} sample(s) each ({search['algorithm']})" if samples > 1 else ""
         out.append(f"experiment {name}: {len(configs) * samples} trial(s){each}\n"
-                   + _table(rows, list(COLUMNS)))
+                   + _table(rows, cols))
     out.append(f"resources per trial: {args.cpus_per_trial:g} CPU, GPUs: {gpus}")
     out.append(data_summary(args))
     out.append(f"total: {trial_count(plan, search)} trial(s); nothing was started (--dry-run)")

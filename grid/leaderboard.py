@@ -20,11 +20,12 @@ from grid.cli import prog_name
 from trainables.io import atomic_write
 
 COLUMNS = [
-    "trial_id", "arch", "lam", "lr", "weight_decay", "epochs_done", "epochs", "best_epoch", "si_rmse", "abs_rel", "rmse",
-    "delta1", "train_loss", "params", "weights", "gpu_hours", "status", "error", "checkpoint",
+    "trial_id", "arch", "tag", "lam", "lr", "weight_decay", "epochs_done", "epochs", "best_epoch", "si_rmse", "abs_rel", "rmse",
+    "delta1", "tta", "train_loss", "params", "weights", "gpu_hours", "status", "error", "checkpoint",
 ]
-SHOWN = ["arch", "lam", "lr", "epochs_done", "best_epoch", "si_rmse", "abs_rel", "rmse", "delta1", "train_loss", "params",
-         "weights", "gpu_hours", "status"]
+SHOWN = ["arch", "tag", "lam", "lr", "epochs_done", "best_epoch", "si_rmse", "abs_rel", "rmse", "delta1", "tta", "train_loss",
+         "params", "weights", "gpu_hours", "status"]
+OPTIONAL = ("tag", "tta")  # shown only when some trial has one: a variant's label, flip test-time averaging
 
 
 class LeaderboardError(RuntimeError):
@@ -141,10 +142,11 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
     # Every attempt's time: a retried trial re-runs the epochs after its last checkpoint.
     seconds = sum(float(r.get("time_this_iter_s", 0.0)) for r in raw)
     return {
-        "trial_id": trial_id, "arch": params.get("arch"), "lam": params.get("lam"), "lr": params.get("lr"),
+        "trial_id": trial_id, "arch": params.get("arch"), "tag": params.get("tag", ""), "lam": params.get("lam"), "lr": params.get("lr"),
         "weight_decay": params.get("weight_decay"), "epochs_done": done, "epochs": epochs,
         "best_epoch": best.get("epoch"), "si_rmse": best.get("si_rmse"), "abs_rel": best.get("abs_rel"),
-        "rmse": best.get("rmse"), "delta1": best.get("delta1"), "train_loss": best.get("train_loss"),
+        "rmse": best.get("rmse"), "delta1": best.get("delta1"), "tta": bool(params.get("tta", False)),
+        "train_loss": best.get("train_loss"),
         "params": last.get("params"), "weights": last.get("weights", ""),
         "gpu_hours": round(seconds * gpus_per_trial / 3600, 4),
         "status": status, "error": error if status == "error" else "", "checkpoint": checkpoint,
@@ -200,11 +202,12 @@ def write_leaderboard(df: pd.DataFrame, experiment_dir: Path) -> tuple[Path, Pat
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """A markdown table of the columns a reader compares."""
-    shown = df[SHOWN].copy()
+    """A markdown table of the columns a reader compares (``tag`` and ``tta`` when used)."""
+    cols = [c for c in SHOWN if c not in OPTIONAL or df[c].fillna("").astype(bool).any()]
+    shown = df[cols].copy()
     for col in ("si_rmse", "abs_rel", "rmse", "delta1", "train_loss"):
         shown[col] = shown[col].map(lambda v: f"{v:.4f}" if isinstance(v, (int, float)) and v == v else "")
-    lines = ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in shown.iterrows():
         lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
     errors = df[df.status == "error"]

@@ -57,11 +57,13 @@ def concrete_configs(param_space: dict[str, Any], *, bounds: bool = True) -> lis
     configs = []
     for combo in itertools.islice(itertools.product(*varied.values()), MAX_CONFIGS):
         config = {**fixed, **dict(zip(varied, combo, strict=True))}
-        for key, func in functions.items():  # sample_from(lambda spec: ...spec.config.arch...)
-            try:
-                config[key] = func(SimpleNamespace(config=SimpleNamespace(**config)))
-            except Exception:  # noqa: BLE001 - a function of other samples: Tune checks it in the trial
-                continue
+        for key, func in functions.items():  # as Tune calls them: func(config), else the old func(spec)
+            for arg in (dict(config), SimpleNamespace(config=SimpleNamespace(**config))):
+                try:
+                    config[key] = func(arg)
+                    break
+                except Exception:  # noqa: BLE001, S112 - a function of other samples: Tune checks it in the trial
+                    continue
         configs.append(config)
     return configs
 
@@ -90,7 +92,7 @@ def describe(value: Any) -> str:
 def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
     """Raise ``ConfigError`` naming the study, key, value and rule of the first invalid setting,
     then ``ExperimentError`` for unknown architectures; return how many configs were checked."""
-    checked, archs = 0, set()
+    checked, archs, lr_split = 0, set(), set()
     for name, param_space in plan:
         for config in concrete_configs(param_space):
             try:
@@ -98,6 +100,8 @@ def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
             except ConfigError as e:
                 raise ConfigError(f"experiment {name!r}: {e}") from None
             archs.add(cfg.arch)
+            if cfg.encoder_lr_mult != 1:
+                lr_split.add(cfg.arch)
             checked += 1
     # After the values: importing the zoo loads transformers and smp, which takes seconds.
     from trainables.models import MODELS
@@ -105,4 +109,8 @@ def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
     unknown = sorted(archs - set(MODELS))
     if unknown:
         raise ExperimentError(f"unknown architecture(s) {unknown}; valid: {', '.join(sorted(MODELS))}")
+    no_encoder = sorted(a for a in lr_split if not MODELS[a].encoder)
+    if no_encoder:
+        raise ExperimentError(f"encoder_lr_mult needs an architecture that declares its encoder "
+                              f"(register_model(encoder=...)); {no_encoder} do not")
     return checked

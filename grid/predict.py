@@ -200,12 +200,13 @@ def default_device() -> str:
 def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
                   image_size: tuple[int, int] | None, batch_size: int = 8,
                   device: str | torch.device = "cpu", num_workers: int = 0,
-                  progress: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+                  progress: bool = True, tta: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index into items, depth float32 (H, W) metres at the image's own size)``.
 
     Args:
         image_size: model input ``(h, w)``; ``None`` feeds each image at its native size.
         batch_size: images per forward pass (same-size images are batched together).
+        tta: average each prediction with the mirrored prediction of the mirrored image.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -219,19 +220,22 @@ def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
     with torch.inference_mode(), tqdm(total=len(items), unit="img", disable=not progress,
                                       desc="predict") as bar:
         for images, indices, sizes in loader:
-            yield from zip(indices, depth_maps(model, images.to(device, non_blocking=True), sizes),
+            yield from zip(indices, depth_maps(model, images.to(device, non_blocking=True), sizes, tta=tta),
                            strict=True)
             bar.update(len(indices))
 
 
-def depth_maps(model: torch.nn.Module, images: torch.Tensor, sizes: Sequence[tuple[int, int]]
-               ) -> list[np.ndarray]:
+def depth_maps(model: torch.nn.Module, images: torch.Tensor, sizes: Sequence[tuple[int, int]],
+               tta: bool = False) -> list[np.ndarray]:
     """Depth, float32 (H, W) metres, of each normalised image of a batch at its own ``sizes``.
 
     The log-depth is resized (bilinear, pixel centres aligned), as the trainable's evaluation
     does, so that predicting the validation images reproduces the leaderboard's metrics.
+    ``tta``: flip test-time averaging in log-depth (``trainables.recipe.forward_log_tta``).
     """
-    log_depth = model.forward_log(images).float()  # (B, 1, h, w)
+    from trainables.recipe import forward_log_tta
+
+    log_depth = forward_log_tta(model, images, tta).float()  # (B, 1, h, w)
     return [F.interpolate(d[None], size=hw, mode="bilinear", align_corners=False).exp()[0, 0]
             .cpu().numpy().astype(np.float32, copy=False)
             for d, hw in zip(log_depth, sizes, strict=True)]
@@ -270,13 +274,22 @@ def input_size(info: dict, override: tuple[int, int] | None = None,
     return size
 
 
+def use_tta(info: dict, override: bool | None = None) -> bool:
+    """Flip TTA: ``override`` (``--tta`` / ``--no-tta``), else what the trial validated with."""
+    tta = bool(info["trial_config"].get("tta", False)) if override is None else override
+    log.info("flip test-time averaging: %s (%s)", "on" if tta else "off",
+             "--tta/--no-tta" if override is not None else "the trial's setting")
+    return tta
+
+
 def predict(checkpoint: str | Path, source: str | Path, out: str | Path, *,
             image_size: tuple[int, int] | None = None, batch_size: int = 8,
             device: str | None = None, num_workers: int = 0, png: bool = True,
             progress: bool = True, fallback_size: tuple[int, int] | None = None,
             explicit: DataSettings = NO_SETTINGS, experiment: DataSettings = NO_SETTINGS,
-            ) -> list[Path]:
+            tta: bool | None = None) -> list[Path]:
     """Predict every input image; return the ``.npy`` paths written (input order).
+    ``tta``: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
 
     ``explicit`` / ``experiment``: data settings given as flags / recorded by the experiment
     (see ``grid.inputs``); what was applied is logged.
@@ -289,8 +302,8 @@ def predict(checkpoint: str | Path, source: str | Path, out: str | Path, *,
     items, spec = found.items, found.spec
     out = Path(out).expanduser()
     written: list[Path | None] = [None] * len(items)
-    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size,
-                                  device=device, num_workers=num_workers, progress=progress):
+    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size, device=device,
+                                  num_workers=num_workers, progress=progress, tta=use_tta(info, tta)):
         npy = out / items[i].pred_name
         save_depth(depth, npy)
         if png:
@@ -310,6 +323,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cuda when available")
     parser.add_argument("--workers", type=int, default=2, help="image loading processes")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip test-time averaging (default: as the trial validated, its tta setting)")
     parser.add_argument("--crop", choices=["eigen", "none"], default=None,
                         help="crop inputs (default: the experiment's for lists in its layout, else none)")
     parser.add_argument("--format", choices=["cil", "pairs"], default=None,
@@ -347,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = predict(ckpt, args.input, args.out, image_size=args.image_size,
                         batch_size=args.batch_size, device=args.device, num_workers=args.workers,
                         png=not args.no_png, fallback_size=fallback, explicit=explicit,
-                        experiment=experiment)
+                        experiment=experiment, tta=args.tta)
     except (ValueError, FileNotFoundError, LeaderboardError) as e:  # incl. CheckpointError, DataError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from grid.predict import (
     predict_items,
     save_depth,
     settings_from_args,
+    use_tta,
 )
 from trainables.data import DataError, Item
 from trainables.io import atomic_write
@@ -99,7 +100,7 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
            image_size: tuple[int, int] | None = None, batch_size: int = 8,
            device: str | None = None, num_workers: int = 0, progress: bool = True,
            fallback_size: tuple[int, int] | None = None, explicit: DataSettings = NO_SETTINGS,
-           experiment: DataSettings = NO_SETTINGS) -> Path:
+           experiment: DataSettings = NO_SETTINGS, tta: bool | None = None) -> Path:
     """Predict the test list and write the submission CSV (atomically) and the ``.npy`` maps.
 
     Args:
@@ -110,6 +111,7 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
         npy_dir: where the maps named by the list go (default: the CSV's folder).
         explicit, experiment: data settings given as flags / recorded by the experiment: a
             test list in the experiment's layout is read with its crop (``grid.inputs``).
+        tta: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
     """
     out = Path(out).expanduser()
     npy_dir = Path(npy_dir).expanduser() if npy_dir is not None else out.parent
@@ -124,8 +126,8 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
     size = input_size(info, image_size, fallback_size)
     log.info("inputs: %s; model input %dx%d", found.describe, *size)
     cells: list[str | None] = [None] * len(items)
-    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size,
-                                  device=device, num_workers=num_workers, progress=progress):
+    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size, device=device,
+                                  num_workers=num_workers, progress=progress, tta=use_tta(info, tta)):
         if not np.isfinite(depth).all():
             raise DataError(f"{items[i].rgb}: the model predicted non-finite depth ({checkpoint})")
         save_depth(depth, npy_dir / items[i].pred_name)
@@ -154,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = submit(ckpt, args.data, args.out, list_file=args.list, npy_dir=args.npy_dir,
                       image_size=args.image_size, batch_size=args.batch_size, device=args.device,
                       num_workers=args.workers, fallback_size=fallback, explicit=explicit,
-                      experiment=experiment)
+                      experiment=experiment, tta=args.tta)
     except (ValueError, FileNotFoundError, LeaderboardError) as e:  # incl. CheckpointError, DataError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,13 +32,16 @@ def _tune_callbacks() -> list:
     return [CSVLoggerCallback(), JsonLoggerCallback(), TrialWritesTensorBoard()]
 
 
-def progress_reporter():
+def progress_reporter(param_space: dict | None = None):
     """A compact trial table (status, arch, lambda, lr, epoch, the metrics that matter) instead
     of Tune's configuration box per trial. Tune takes a reporter only with its legacy output,
     which ``grid.run`` selects (``RAY_AIR_NEW_OUTPUT=0``) unless the user set it."""
     from ray import tune
 
-    return tune.CLIReporter(metric_columns=METRIC_COLUMNS, parameter_columns=PARAMETER_COLUMNS,
+    columns = dict(PARAMETER_COLUMNS)
+    if "tag" in (param_space or {}):  # a space that names its variants (recipe)
+        columns = {"tag": "tag", **columns}
+    return tune.CLIReporter(metric_columns=METRIC_COLUMNS, parameter_columns=columns,
                             max_report_frequency=30, sort_by_metric=True)
 
 
@@ -78,6 +81,6 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, args,
                                                     checkpoint_score_order="min"),
             failure_config=tune.FailureConfig(max_failures=args.max_failures),
             sync_config=tune.SyncConfig(sync_artifacts=True),  # TensorBoard events reach remote storage
-            callbacks=_tune_callbacks(), progress_reporter=progress_reporter(),
+            callbacks=_tune_callbacks(), progress_reporter=progress_reporter(param_space),
         ),
     )

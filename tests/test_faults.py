@@ -59,14 +59,21 @@ def _last_checkpoint(results: Path, name: str) -> tuple[dict, list[dict], Path]:
     return state, rows, trial_dir
 
 
-def test_a_sigkilled_trial_resumes_from_its_checkpoint_exactly(ray_session, scenes: Path, tmp_path: Path):
+RECIPE = ["--set", "augment=standard", "--set", "encoder_lr_mult=0.1", "--set", "schedule=onecycle",
+          "--set", "warmup_epochs=1", "--set", "ema=0.9", "--set", "tta=true"]
+
+
+@pytest.mark.parametrize("recipe", [[], RECIPE], ids=["defaults", "every_recipe_option"])
+def test_a_sigkilled_trial_resumes_from_its_checkpoint_exactly(ray_session, scenes: Path, tmp_path: Path,
+                                                               recipe: list[str]):
     """The trial process kills itself (SIGKILL) at the start of its second epoch; Tune retries it
     from the epoch-1 checkpoint and it ends with exactly epochs 1, 2, 3 logged once each, and with
     the same weights, optimiser state and metrics as the same trial run straight through (the
-    checkpoint restores the model, the optimiser and every random state: shuffle, flips)."""
+    checkpoint restores the model, the optimiser and every random state: shuffle, flips, the
+    augmentation's draws; with an EMA both its weights and the raw ones)."""
     results = tmp_path / "results"
     common = ["--arch", "mobilenet_unet", "--set", "epochs=3", "--set", "max_steps_per_epoch=3",
-              "--max-failures", "2"]
+              "--max-failures", "2", *recipe]
     exp = _grid(scenes, results, "preempt", *common, "--set", "fault=mobilenet_unet:kill@1.0")
     _grid(scenes, results, "straight", *common)
     board = pd.read_csv(exp / "leaderboard.csv")
@@ -79,8 +86,9 @@ def test_a_sigkilled_trial_resumes_from_its_checkpoint_exactly(ray_session, scen
 
     straight, straight_rows, _ = _last_checkpoint(results, "straight")
     assert straight["epoch"] == killed["epoch"] == 3
-    for key, tensor in straight["model"].items():
-        assert torch.equal(tensor, killed["model"][key]), f"weight {key} differs after the resume"
+    for part in ("model", "raw_model") if recipe else ("model",):
+        for key, tensor in straight[part].items():
+            assert torch.equal(tensor, killed[part][key]), f"{part} weight {key} differs after the resume"
     assert repr(straight["optimizer"]) == repr(killed["optimizer"])  # Adam's moments and steps
     metrics = ("train_loss", "si_rmse", "abs_rel", "rmse", "delta1")
     assert [[r[m] for m in metrics] for r in killed_rows] == [[r[m] for m in metrics] for r in straight_rows]

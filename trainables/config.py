@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 PRETRAINED_POLICIES = ("yes", "no", "if_available")
-SCHEDULES = ("none", "cosine")
+SCHEDULES = ("none", "cosine", "onecycle")
+AUGMENTS = ("none", "flip", "standard")
 LOSSES = ("si_log", "si_log_sqrt")
 
 
@@ -30,6 +31,16 @@ class TrialConfig:
     to random init and records it (the leaderboard shows ``weights=random``), ``no`` never loads.
     An architecture without released weights (unet) trains from scratch under every policy.
     ``fault`` is for tests only (see ``trainables.loop.check_fault``).
+
+    The recipe (defaults: the paper's, plus horizontal flips): ``augment`` ``none`` / ``flip`` /
+    ``standard`` (flip, photometric jitter, small rotation and scale-crop; see
+    ``trainables.augment``); ``encoder_lr_mult`` scales the encoder's learning rate (the
+    registry's ``encoder`` prefixes); ``warmup_epochs`` of linear warmup before ``schedule``
+    (``none``, ``cosine``, or ``onecycle``: torch's one-cycle, warming up for ``warmup_epochs``
+    or 30% of training); ``ema`` > 0: the decay of an exponential moving average of the weights,
+    which validation, the checkpoints and predictions then use; ``tta``: validation (and, by
+    default, ``grid.predict`` / ``grid.submit``) average the log-depth of the image and of its
+    mirror image. ``tag`` is a free label (the ``recipe`` space names its variants with it).
     """
 
     arch: str
@@ -51,6 +62,12 @@ class TrialConfig:
     max_val_images: int = 0  # 0: the whole validation set
     log_images: int = 3
     seed: int = 0
+    augment: str = "flip"
+    encoder_lr_mult: float = 1.0
+    warmup_epochs: float = 0.0
+    ema: float = 0.0  # 0: off; else the decay, e.g. 0.999
+    tta: bool = False
+    tag: str = ""
     fault: str = ""
 
     def __post_init__(self) -> None:
@@ -68,6 +85,11 @@ class TrialConfig:
             (self.num_workers >= 0, "num_workers", "must be >= 0"),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch", "must be >= 0 (0: the whole set)"),
             (self.max_val_images >= 0, "max_val_images", "must be >= 0 (0: the whole set)"),
+            (self.augment in AUGMENTS, "augment", f"must be one of {AUGMENTS}"),
+            (self.encoder_lr_mult > 0 and math.isfinite(self.encoder_lr_mult), "encoder_lr_mult",
+             "must be a positive number (1: the same lr as the rest)"),
+            (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs", "must be in [0, epochs]"),
+            (0 <= self.ema < 1, "ema", "must be in [0, 1) (0: off, e.g. 0.999)"),
         ]
         for ok, key, rule in checks:
             if not ok:

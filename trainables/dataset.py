@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables import augment as augmentation
 from trainables.data import (
     DEFAULT_SIZE,
     IMAGENET_MEAN,
@@ -73,9 +74,11 @@ class DepthDataset(torch.utils.data.Dataset):
         items: from ``index_dataset``.
         spec: how to read them.
         size: model input size (H, W); ``None`` keeps the native size.
-        train: resize the target to ``size`` too and apply a paired random horizontal flip;
+        train: resize the target to ``size`` too and augment image and target together;
             otherwise the target stays at native resolution (evaluation).
         with_depth: ``False`` for test lists without ground truth (no ``"depth"`` key).
+        augment: with ``train``: ``flip`` (a paired random horizontal flip), ``standard`` (flip,
+            then ``trainables.augment.standard``) or ``none``.
     """
 
     def __init__(
@@ -85,16 +88,20 @@ class DepthDataset(torch.utils.data.Dataset):
         size: tuple[int, int] | None = DEFAULT_SIZE,
         train: bool = False,
         with_depth: bool = True,
+        augment: str = "flip",
     ) -> None:
+        if augment not in ("none", "flip", "standard"):
+            raise ValueError(f"augment must be none, flip or standard, got {augment!r}")
         self.items, self.spec, self.size = list(items), spec, size
-        self.train, self.with_depth = train, with_depth
+        self.train, self.with_depth, self.augment = train, with_depth, augment
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        flip = self.train and bool(torch.rand(()) < 0.5)  # torch's RNG: seeded per loader worker
+        # torch's RNG: seeded per loader worker
+        flip = self.train and self.augment != "none" and bool(torch.rand(()) < 0.5)
         if self.with_depth:
             rgb, depth_np = load_pair(item, self.spec, flip=flip)  # both mirrored, or neither
         else:
@@ -107,6 +114,8 @@ class DepthDataset(torch.utils.data.Dataset):
             depth = torch.from_numpy(depth_np)[None]  # (1, H, W)
             if self.train and self.size is not None:
                 depth = resize_depth(depth, self.size)
+            if self.train and self.augment == "standard":
+                sample["image"], depth = augmentation.standard(image, depth)
             sample["depth"] = depth
         return sample
 

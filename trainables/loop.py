@@ -20,6 +20,7 @@ from trainables.data import DatasetSpec, Item
 from trainables.dataset import DepthDataset, collate, denormalize
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
+from trainables.recipe import forward_log_tta
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class InjectedFault(RuntimeError):
 
 
 def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLoader]:
-    train_ds = DepthDataset(list(data.train), data.spec, size=cfg.image_size, train=True)
+    train_ds = DepthDataset(list(data.train), data.spec, size=cfg.image_size, train=True, augment=cfg.augment)
     val_items = list(data.val)[: cfg.max_val_images or None]
     val_ds = DepthDataset(val_items, data.spec, size=cfg.image_size, train=False)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -88,12 +89,14 @@ def check_fault(cfg: TrialConfig, epoch: int, step: int, resumed_epoch: int = -1
 
 def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, scheduler, cfg: TrialConfig, device: torch.device,
-                    epoch: int, resumed_epoch: int = -1) -> float:
-    """One pass (or ``max_steps_per_epoch`` steps) with gradient accumulation; mean loss."""
+                    epoch: int, resumed_epoch: int = -1, ema=None) -> float:
+    """One pass (or ``max_steps_per_epoch`` steps) with gradient accumulation; mean loss.
+    ``ema`` (``trainables.recipe.make_ema``) is updated after every optimiser step."""
     model.train()
     total, count = 0.0, 0
     optimizer.zero_grad(set_to_none=True)
     n_steps = steps_per_epoch(len(loader), cfg)
+    update = epoch * updates_per_epoch(len(loader), cfg)  # optimiser steps before this epoch
     for step, batch in enumerate(loader):
         if step >= n_steps:
             break
@@ -116,6 +119,9 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
             optimizer.zero_grad(set_to_none=True)
             if scheduler is not None:
                 scheduler.step()
+            update += 1
+            if ema is not None:
+                ema.update(model, step=update)
         total += float(loss.detach())
         count += 1
     return total / max(count, 1)
@@ -135,14 +141,15 @@ def updates_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
 def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig, device: torch.device,
              n_examples: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
     """Metrics at each target's native resolution (prediction upsampled bilinearly), plus up to
-    ``n_examples`` depth panels of the first validation images."""
+    ``n_examples`` depth panels of the first validation images; ``cfg.tta`` averages each
+    prediction with the mirrored prediction of the mirrored image."""
     model.eval()
     acc = MetricAccumulator()
     panels: list[np.ndarray] = []
     for batch in loader:
         image = _to_device(batch["image"], cfg, device)
         with _autocast(cfg, device):
-            log_pred = model.forward_log(image)
+            log_pred = forward_log_tta(model, image, cfg.tta)
         targets = batch["depth"]
         for i in range(image.shape[0]):
             target = targets[i]  # (1, H, W) native

@@ -26,6 +26,7 @@ from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch,
 from trainables.models import MODELS, PretrainedWeightsError, build_model
 from trainables.plugins import load_plugins
 from trainables.provenance import device_name, versions
+from trainables.recipe import make_ema, make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -63,7 +64,7 @@ def trial_model(cfg: TrialConfig, state: dict[str, Any] | None) -> tuple[torch.n
     if state is None:
         return build_trial_model(cfg)
     model = build_model(cfg.arch, pretrained=False, **cfg.model_kwargs)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state.get("raw_model") or state["model"])  # raw_model: saved with an EMA
     return model, state["weights"]
 
 
@@ -128,7 +129,8 @@ def _gpu_ids() -> str:
 
 
 HPARAMS = ("arch", "lam", "lr", "weight_decay", "epochs", "batch_size", "accum_steps", "image_size",
-           "pretrained", "model_kwargs", "loss", "schedule", "seed")
+           "pretrained", "model_kwargs", "loss", "schedule", "seed", "augment", "encoder_lr_mult",
+           "warmup_epochs", "ema", "tta", "tag")
 HPARAM_METRICS = ("val/si_rmse", "val/abs_rel", "val/rmse", "val/delta1", "train/train_loss")
 
 
@@ -172,12 +174,13 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     train_loader, val_loader = make_loaders(cfg, data)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
-    scheduler = None
-    if cfg.schedule == "cosine":
-        total = cfg.epochs * updates_per_epoch(len(train_loader), cfg)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
+    scheduler = make_scheduler(optimizer, cfg, updates_per_epoch(len(train_loader), cfg))
+    ema = make_ema(model, cfg)  # validation, checkpoints and predictions use its weights
+    if ema is not None and state is not None:
+        ema.module.load_state_dict(state["model"])
+    eval_model = ema.module if ema is not None else model
 
     start_epoch, elapsed = 0, 0.0
     if state is not None:
@@ -196,8 +199,8 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             train_loss = train_one_epoch(model, train_loader, optimizer, scaler, scheduler, cfg, device, epoch,
-                                         resumed_epoch=start_epoch if checkpoint is not None else -1)
-            metrics, panels = evaluate(model, val_loader, cfg, device, n_examples=cfg.log_images)
+                                         resumed_epoch=start_epoch if checkpoint is not None else -1, ema=ema)
+            metrics, panels = evaluate(eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
             elapsed += time.perf_counter() - t0
             step = epoch + 1
             result = {
@@ -208,17 +211,21 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
             for key in ("train_loss", *metrics):
                 writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
             writer.add_scalar("train/lr", result["lr"], step)
+            if len(optimizer.param_groups) > 1:
+                writer.add_scalar("train/lr_encoder", optimizer.param_groups[1]["lr"], step)
             for i, panel in enumerate(panels):
                 writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
             writer.flush()
             state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "model": eval_model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": step,
                 "arch_config": model.arch_config, "trial_config": cfg.to_dict(),
                 "image_size": list(cfg.image_size), "metrics": {k: v for k, v in result.items() if k != "weights"},
                 "weights": weights, "train_seconds": elapsed, "rng": rng_state(train_loader),
                 "provenance": prov,
             }
+            if ema is not None:  # "model" holds the EMA weights; resuming needs the raw ones too
+                state["raw_model"] = model.state_dict()
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(Path(tmp), state)
                 write_json(Path(tmp) / "metrics.json", state["metrics"])  # read by the leaderboard

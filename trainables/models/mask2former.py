@@ -110,6 +110,7 @@ def _create_mask2former(*, pretrained: bool | str | Path, size: str) -> Mask2For
 
 
 @register_model("mask2former_swin", source=f"Hugging Face {HF_ID}",
-                description="Mask2Former Swin-S: last-layer query masks -> Conv5x5-BN-ReLU-Conv1x1")
+                description="Mask2Former Swin-S: last-layer query masks -> Conv5x5-BN-ReLU-Conv1x1",
+                encoder=("net.pixel_level_module.encoder.",))
 def mask2former_swin(*, pretrained: bool | str | Path = False, size: str = "base") -> DepthModel:
     return _create_mask2former(pretrained=pretrained, size=size)

@@ -24,6 +24,7 @@ class ModelEntry:
     builder: Callable[..., DepthModel]
     source: str  # where pretrained=True takes its weights from, in words; "none ..." if nowhere
     description: str
+    encoder: tuple[str, ...] = ()  # parameter-name prefixes of the (pretrained) encoder
 
     @property
     def has_released_weights(self) -> bool:
@@ -34,13 +35,18 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, source: str, description: str):
-    """Decorator adding ``builder(pretrained=..., **kw) -> DepthModel`` under ``name``."""
+def register_model(name: str, *, source: str, description: str, encoder: tuple[str, ...] = ()):
+    """Decorator adding ``builder(pretrained=..., **kw) -> DepthModel`` under ``name``.
+
+    ``encoder``: the prefixes of the encoder's parameter names (e.g. ``("net.encoder.",)``), the
+    group that ``encoder_lr_mult`` gives its own learning rate; without them that setting is
+    refused for the architecture.
+    """
 
     def wrap(builder: Callable[..., DepthModel]) -> Callable[..., DepthModel]:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelEntry(builder, source, description)
+        MODELS[name] = ModelEntry(builder, source, description, tuple(encoder))
         return builder
 
     return wrap
@@ -102,6 +108,22 @@ def build_model(name: str, *, pretrained: bool | str | Path = False, **kw) -> De
                 f"{source!s}: weights do not fit {name!r} {kw}: {len(missing)} missing keys "
                 f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
     return model
+
+
+def parameter_groups(model: DepthModel) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """``(encoder, rest)``: the model's parameters split by its registry entry's ``encoder``
+    prefixes. Raises ``ValueError`` for an architecture that declares none."""
+    _ensure_registered()
+    name = model.arch_config["name"]
+    prefixes = MODELS[name].encoder
+    if not prefixes:
+        raise ValueError(f"architecture {name!r} declares no encoder parameters (register_model(encoder=...))")
+    encoder, rest = [], []
+    for key, p in model.named_parameters():
+        (encoder if key.startswith(prefixes) else rest).append(p)
+    if not encoder:
+        raise ValueError(f"architecture {name!r}: no parameter starts with its encoder prefixes {prefixes}")
+    return encoder, rest
 
 
 def _ensure_registered() -> None:

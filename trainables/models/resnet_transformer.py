@@ -70,6 +70,7 @@ def _create_resnet_transformer(*, pretrained: bool | str | Path, encoder_name: s
 @register_model("resnet_transformer",
                 source=f"ImageNet ResNet50 encoder: Hugging Face {smp_weights_repo('resnet50')} (smp); "
                        "transformer and decoder from scratch",
-                description="ResNet50 + 4 transformer encoder layers on the bottleneck + U-Net decoder")
+                description="ResNet50 + 4 transformer encoder layers on the bottleneck + U-Net decoder",
+                encoder=("net.encoder.",))
 def resnet_transformer(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:
     return _create_resnet_transformer(pretrained=pretrained, **{**variant(_RESNET_TRANSFORMER, size), **kw})
