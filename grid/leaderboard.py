@@ -190,13 +190,22 @@ def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = No
 def write_leaderboard(df: pd.DataFrame, experiment_dir: Path) -> tuple[Path, Path]:
     """Write ``leaderboard.csv`` and ``leaderboard.md`` atomically."""
     experiment_dir = Path(experiment_dir)
-    csv_path, md_path = experiment_dir / "leaderboard.csv", experiment_dir / "leaderboard.md"
+    csv_path = experiment_dir / "leaderboard.csv"
     with atomic_write(csv_path) as fh:
         df.to_csv(fh, index=False)
+    return csv_path, write_markdown(df, experiment_dir)
+
+
+def write_markdown(df: pd.DataFrame, experiment_dir: Path) -> Path:
+    """``leaderboard.md``: the table, and the top-K ensemble's scores when they were evaluated."""
+    from grid.ensemble import ensemble_section
+
+    md_path = Path(experiment_dir) / "leaderboard.md"
     with atomic_write(md_path) as fh:
-        fh.write(f"# Leaderboard: {experiment_dir.name}\n\nValidation metrics of each trial's best epoch "
-                 "(`best_epoch`, the checkpoint the row points to); lower si_rmse is better.\n\n" + format_table(df) + "\n")
-    return csv_path, md_path
+        fh.write(f"# Leaderboard: {Path(experiment_dir).name}\n\nValidation metrics of each trial's best epoch "
+                 "(`best_epoch`, the checkpoint the row points to); lower si_rmse is better.\n\n" + format_table(df)
+                 + "\n" + ensemble_section(experiment_dir))
+    return md_path
 
 
 def format_table(df: pd.DataFrame) -> str:
