@@ -101,3 +101,30 @@ def test_eval_data_syntax():
                           ("t=/x:depth_scale=-1", "depth_scale"), ("t=/x:format=png", "format")]:
         with pytest.raises(argparse.ArgumentTypeError, match=problem):
             parse_eval_data(text)
+
+
+def test_the_last_epoch_scores_the_best_stored_weights_when_they_beat_its_own(monkeypatch, extra: Path):
+    """At the last epoch a trial whose validation got worse scores its best stored checkpoint."""
+    import torch
+
+    from trainables import eval_sets
+    from trainables.config import TrialConfig
+    from trainables.data import DatasetSpec, index_dataset
+    from trainables.models import build_model
+
+    cfg = TrialConfig(arch="unet", model_kwargs={"size": "tiny"}, image_size=(32, 48), num_workers=0)
+    spec = DatasetSpec(root=extra)
+    sets = (eval_sets.EvalSet("rooms", spec, tuple(index_dataset(spec))),)
+    torch.manual_seed(0)
+    last, best = build_model("unet", size="tiny"), build_model("unet", size="tiny")
+    with torch.no_grad():
+        for p in best.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    cpu = torch.device("cpu")
+    own = eval_sets.score_eval_sets(sets, best, {"si_rmse": 0.2}, cfg, cpu, epoch=2)
+    monkeypatch.setattr(eval_sets, "_stored_best", lambda: (best.state_dict(), 0.1, 2))
+    scored = eval_sets.score_eval_sets(sets, last, {"si_rmse": 0.3}, cfg, cpu, epoch=3)
+    assert scored == {**own, "eval_epoch": 2} and scored["images@rooms"] == 4
+    kept = eval_sets.score_eval_sets(sets, last, {"si_rmse": 0.05}, cfg, cpu, epoch=3)  # its own is best
+    assert kept["eval_epoch"] == 3 and kept["si_rmse@rooms"] != scored["si_rmse@rooms"]
+    assert eval_sets.score_eval_sets((), last, {"si_rmse": 0.3}, cfg, cpu, epoch=3) == {}

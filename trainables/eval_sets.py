@@ -50,10 +50,14 @@ def eval_key(metric: str, name: str) -> str:
 def _stored_best() -> tuple[dict[str, Any] | None, float, int | None]:
     """The model weights, validation si_rmse and epoch of the best checkpoint this trial has
     stored (Tune's storage, local or remote), or ``(None, inf, None)`` when it has none."""
+    import warnings
+
     from ray import tune
 
     try:
-        storage = tune.get_context().get_storage()
+        with warnings.catch_warnings():  # outside a trial Ray warns and returns None
+            warnings.simplefilter("ignore")
+            storage = tune.get_context().get_storage()
         fs, root = storage.storage_filesystem, storage.trial_fs_path
     except Exception:  # outside Tune (a direct call): no stored checkpoints
         return None, math.inf, None
