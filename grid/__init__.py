@@ -1,12 +1,12 @@
 """Driver side of depth-grid: CLI entry points, split, leaderboard, prediction.
 
-The Python API: ``from grid import run_grid, load_model`` (``grid.run``, ``grid.model``).
+The Python API: ``from grid import run_grid, load_model`` (``grid.api``, ``grid.model``).
 Loaded on first use, so that ``import grid`` (and every ``depth-grid`` subcommand) stays light.
 """
 
 from typing import Any
 
-_LAZY = {"run_grid": "grid.run", "load_model": "grid.model"}
+_LAZY = {"run_grid": "grid.api", "load_model": "grid.model"}
 
 __all__ = ["load_model", "run_grid"]
 

@@ -84,5 +84,13 @@ def dry_run(args: argparse.Namespace, plan: list[tuple[str, dict[str, Any]]], se
                    + _table(rows, cols))
     out.append(f"resources per trial: {args.cpus_per_trial:g} CPU, GPUs: {gpus}")
     out.append(data_summary(args))
+    if getattr(args, "eval_data", None):
+        from grid.eval_sets import describe as describe_sets
+        from grid.eval_sets import resolve_eval_sets
+
+        out.append(describe_sets(resolve_eval_sets(args.eval_data)))  # read and checked as a run would
+    from grid.cost import dry_run_estimate
+
+    out.append(dry_run_estimate(args, plan, search))
     out.append(f"total: {trial_count(plan, search)} trial(s); nothing was started (--dry-run)")
     return "\n\n".join(out)

@@ -134,8 +134,8 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog_name("python -m grid.evaluate"), description=__doc__.splitlines()[0])
-    parser.add_argument("--pred", type=Path, required=True, help="folder of prediction .npy files (metres)")
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder with the ground truth")
+    parser.add_argument("--pred", type=Path, help="folder of prediction .npy files (metres)")
+    parser.add_argument("--data", type=Path, help="dataset folder with the ground truth")
     parser.add_argument("--format", choices=["cil", "pairs"], help="dataset layout (default: detected)")
     parser.add_argument("--list", dest="list_file", help="list file, relative to --data or absolute")
     parser.add_argument("--depth-scale", type=float, default=None,
@@ -149,7 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resize", action="store_true",
                         help="bilinearly resize predictions to the target size instead of failing")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument("--ensemble", type=int, metavar="K",
+                        help="with --experiment alone: score the mean log-depth of its best K finished "
+                             "trials on its validation split, against each of them (grid.ensemble)")
     args = parser.parse_args(argv)
+    if args.ensemble:
+        from grid.ensemble import evaluate_main
+
+        return evaluate_main(args)
+    if args.pred is None or args.data is None:
+        parser.error("--pred and --data are required (or --experiment with --ensemble K)")
     try:
         spec = DatasetSpec.detect(args.data, args.format, list_file=args.list_file)
         recorded = read_experiment(args.experiment).get("data") if args.experiment else None

@@ -20,12 +20,14 @@ from grid.cli import prog_name
 from trainables.io import atomic_write
 
 COLUMNS = [
-    "trial_id", "arch", "tag", "lam", "lr", "weight_decay", "epochs_done", "epochs", "best_epoch", "si_rmse", "abs_rel", "rmse",
-    "delta1", "tta", "train_loss", "params", "weights", "gpu_hours", "status", "error", "checkpoint",
-]
+    "trial_id", "arch", "tag", "lam", "lr", "weight_decay", "epochs_done", "epochs", "best_epoch", "si_rmse", "abs_rel",
+    "rmse", "delta1", "tta", "train_loss", "params", "weights", "gpu_hours", "accelerator", "cost_usd", "status", "error",
+    "checkpoint", "eval_epoch",
+]  # then, per --eval-data set NAME: si_rmse@NAME, abs_rel@NAME, delta1@NAME
 SHOWN = ["arch", "tag", "lam", "lr", "epochs_done", "best_epoch", "si_rmse", "abs_rel", "rmse", "delta1", "tta", "train_loss",
-         "params", "weights", "gpu_hours", "status"]
+         "params", "weights", "gpu_hours", "cost_usd", "status"]  # cost_usd shown as $
 OPTIONAL = ("tag", "tta")  # shown only when some trial has one: a variant's label, flip test-time averaging
+EVAL_METRICS = ("si_rmse", "abs_rel", "delta1")  # of each --eval-data set, in the leaderboard
 
 
 class LeaderboardError(RuntimeError):
@@ -123,9 +125,13 @@ def _status(done: int, epochs: int, tune_status: str | None, error: str) -> str:
     return "error" if error else "incomplete"
 
 
-def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: dict[str, str]) -> dict:
-    """One trial's row. Every metric comes from one epoch: the one with the best validation
-    si_rmse, whose checkpoint the row points to (``best_epoch``)."""
+def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: dict[str, str],
+              prices: dict[str, float] | None = None) -> dict:
+    """One trial's row. Every validation metric comes from one epoch: the one with the best
+    validation si_rmse, whose checkpoint the row points to (``best_epoch``); the ``--eval-data``
+    scores are of the same weights, reported with the last epoch (``eval_epoch``)."""
+    from grid.cost import price_trial
+
     params = json.loads(store.read_text(f"{trial_dir}/params.json"))
     raw = _raw_results(store, trial_dir)
     results = _by_epoch(raw)
@@ -141,6 +147,10 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
     status = "error" if config_error else _status(done, epochs, statuses.get(trial_id), error)
     # Every attempt's time: a retried trial re-runs the epochs after its last checkpoint.
     seconds = sum(float(r.get("time_this_iter_s", 0.0)) for r in raw)
+    gpu_hours = round(seconds * gpus_per_trial / 3600, 6)  # 3.6 ms: a tiny test trial is not 0
+    accelerator, cost = price_trial(gpu_hours, last.get("device_name"), prices if prices is not None else {})
+    scored = next((r for r in reversed(raw) if "eval_epoch" in r), {})
+    evals = {k: v for k, v in scored.items() if k.partition("@")[0] in EVAL_METRICS and "@" in k}
     return {
         "trial_id": trial_id, "arch": params.get("arch"), "tag": params.get("tag", ""), "lam": params.get("lam"), "lr": params.get("lr"),
         "weight_decay": params.get("weight_decay"), "epochs_done": done, "epochs": epochs,
@@ -148,8 +158,9 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
         "rmse": best.get("rmse"), "delta1": best.get("delta1"), "tta": bool(params.get("tta", False)),
         "train_loss": best.get("train_loss"),
         "params": last.get("params"), "weights": last.get("weights", ""),
-        "gpu_hours": round(seconds * gpus_per_trial / 3600, 4),
+        "gpu_hours": gpu_hours, "accelerator": accelerator, "cost_usd": cost,
         "status": status, "error": error if status == "error" else "", "checkpoint": checkpoint,
+        "eval_epoch": scored.get("eval_epoch"), **evals,
     }
 
 
@@ -172,9 +183,14 @@ def tune_statuses(store: Storage) -> dict[str, str]:
         return {}
 
 
-def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per trial folder of the experiment's Tune runs, best SI-RMSE first."""
+def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = None,
+                      prices: str | Path | None = None) -> pd.DataFrame:
+    """One row per trial folder of the experiment's Tune runs, best SI-RMSE first; ``prices``: a
+    price table file replacing the experiment's (``grid.cost``)."""
+    from grid.cost import experiment_prices
+
     info = read_experiment(experiment_dir)
+    table = experiment_prices(info, prices)
     statuses = statuses or {}
     rows = []
     for tune_dir in info.get("tune_dirs", []):
@@ -184,30 +200,48 @@ def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = No
         known = {**tune_statuses(store), **statuses}
         for trial_dir in store.listdir(store.root):
             if store.is_file(f"{trial_dir}/params.json"):
-                rows.append(trial_row(store, trial_dir, float(info.get("gpus_per_trial", 0)), known))
-    df = pd.DataFrame(rows, columns=COLUMNS)
+                rows.append(trial_row(store, trial_dir, float(info.get("gpus_per_trial", 0)), known, table))
+    evals = [k for r in rows for k in r if "@" in k]
+    df = pd.DataFrame(rows, columns=COLUMNS + sorted(set(evals), key=evals.index))
     return df.sort_values(["si_rmse", "arch"], na_position="last", kind="stable").reset_index(drop=True)
 
 
 def write_leaderboard(df: pd.DataFrame, experiment_dir: Path) -> tuple[Path, Path]:
     """Write ``leaderboard.csv`` and ``leaderboard.md`` atomically."""
     experiment_dir = Path(experiment_dir)
-    csv_path, md_path = experiment_dir / "leaderboard.csv", experiment_dir / "leaderboard.md"
+    csv_path = experiment_dir / "leaderboard.csv"
     with atomic_write(csv_path) as fh:
         df.to_csv(fh, index=False)
+    return csv_path, write_markdown(df, experiment_dir)
+
+
+def write_markdown(df: pd.DataFrame, experiment_dir: Path) -> Path:
+    """``leaderboard.md``: the table, and the top-K ensemble's scores when they were evaluated."""
+    from grid.cost import cost_line
+    from grid.ensemble import ensemble_section
+
+    md_path = Path(experiment_dir) / "leaderboard.md"
     with atomic_write(md_path) as fh:
-        fh.write(f"# Leaderboard: {experiment_dir.name}\n\nValidation metrics of each trial's best epoch "
-                 "(`best_epoch`, the checkpoint the row points to); lower si_rmse is better.\n\n" + format_table(df) + "\n")
-    return csv_path, md_path
+        fh.write(f"# Leaderboard: {Path(experiment_dir).name}\n\nValidation metrics of each trial's best epoch "
+                 "(`best_epoch`, the checkpoint the row points to); lower si_rmse is better.\n\n" + format_table(df)
+                 + "\n\n" + cost_line(df) + "\n" + ensemble_section(experiment_dir))
+    return md_path
 
 
 def format_table(df: pd.DataFrame) -> str:
     """A markdown table of the columns a reader compares (``tag`` and ``tta`` when used)."""
-    cols = [c for c in SHOWN if c not in OPTIONAL or df[c].fillna("").astype(bool).any()]
-    shown = df[cols].copy()
-    for col in ("si_rmse", "abs_rel", "rmse", "delta1", "train_loss"):
+    evals = [c for c in df.columns if c.startswith("si_rmse@")]  # per --eval-data set
+    columns = SHOWN[:SHOWN.index("train_loss")] + evals + SHOWN[SHOWN.index("train_loss"):]
+    columns = [c for c in columns if c not in OPTIONAL or (c in df and df[c].fillna("").astype(bool).any())]
+    shown = df[[c for c in columns if c in df]].copy()
+    for col in ("si_rmse", "abs_rel", "rmse", "delta1", "train_loss", *evals):
         shown[col] = shown[col].map(lambda v: f"{v:.4f}" if isinstance(v, (int, float)) and v == v else "")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    if "cost_usd" in shown:  # unknown (an unpriced GPU) is not free
+        from grid.cost import money
+
+        shown["cost_usd"] = [money(v) if v == v else "unknown" for v in pd.to_numeric(shown.cost_usd)]
+    columns = list(shown.columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for _, row in shown.iterrows():
         lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
     errors = df[df.status == "error"]
@@ -235,14 +269,19 @@ def best_checkpoint(experiment_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog_name("python -m grid.leaderboard"), description=__doc__.splitlines()[0])
     parser.add_argument("experiment", type=Path, help="results/<experiment> folder")
+    parser.add_argument("--prices", type=Path, help="price table (JSON or TOML) replacing the experiment's")
     args = parser.parse_args(argv)
+    from grid.plan import ExperimentError
+
     try:
-        df = build_leaderboard(args.experiment)
-    except LeaderboardError as e:
+        df = build_leaderboard(args.experiment, prices=args.prices)
+    except (LeaderboardError, ExperimentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     csv_path, _ = write_leaderboard(df, args.experiment)
-    print(format_table(df))
+    from grid.cost import cost_line
+
+    print(format_table(df) + "\n\n" + cost_line(df))
     print(f"\nwritten: {csv_path} and leaderboard.md")
     return 0
 

@@ -317,6 +317,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="a trial's checkpoint.pt")
     which.add_argument("--experiment", type=Path, help="experiment folder: use its best trial")
+    parser.add_argument("--ensemble", type=int, metavar="K", help="with --experiment: average the "
+                        "log-depth of its best K finished trials, each at its own input size")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=parse_size, default=None, metavar="HxW",
                         help="model input size (default: the checkpoint's training size)")
@@ -356,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-png", action="store_true", help="write only the .npy files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.ensemble:
+        from grid.ensemble import predict_main
+
+        return predict_main(args)
     try:
         ckpt, fallback = model_from_args(args)
         explicit, experiment = settings_from_args(args)

@@ -19,6 +19,7 @@ from typing import Any
 
 import search_spaces
 from grid.cli import parse_size, prog_name
+from grid.eval_sets import parse_eval_data
 from grid.gpus import cluster_gpus
 from grid.plan import SPLIT_METHODS, ExperimentError, check_plan
 from search_spaces.profiles import CPU_DEFAULT
@@ -129,6 +130,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--list", dest="list_file", help="list file inside --data (default per format)")
     p.add_argument("--depth-scale", type=_positive(float), help="PNG depth: metres = value / scale")
     p.add_argument("--crop", choices=["eigen", "none"], help="crop applied to RGB and depth")
+    p.add_argument("--eval-data", type=parse_eval_data, action="append", default=[], metavar="NAME=DIR[:KEY=VALUE,...]",
+                   help="also score every trial's best weights on this set as it ends (repeatable; keys format, "
+                        "list, depth_scale, crop), e.g. tum=/data/tum:format=pairs,depth_scale=5000")
+    p.add_argument("--prices", type=Path, help="price table (JSON or TOML: accelerator -> $ per GPU-hour) "
+                                               "replacing grid/prices.py's")
+    p.add_argument("--epoch-seconds", type=_positive(float), help="--dry-run's cost estimate: seconds per epoch "
+                                                                  "(default: measured by an earlier run)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root")
     p.add_argument("--storage", help="Tune storage: absolute path, s3:// or gs:// (default <results>/ray)")
     p.add_argument("--name", help="experiment name (default: the space's name)")
@@ -228,6 +236,10 @@ def validated_plan(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> Path:
     """Run (or resume) the experiment; returns its results folder with the leaderboard."""
     space_mod, plan = validated_plan(args)  # before any work (split, Ray) starts
+    from grid.cost import read_prices
+    from grid.eval_sets import eval_record, resolve_eval_sets
+
+    eval_sets, prices = resolve_eval_sets(args.eval_data), read_prices(args.prices)  # ditto
     results = args.results.expanduser().resolve()
     import ray
     from ray import tune
@@ -273,16 +285,19 @@ def run(args: argparse.Namespace) -> Path:
         plugin_specs = resolved(args.plugins)
         signature = {"space": args.space, "studies": [[n, stable(s)] for n, s in plan],
                      "data": spec_record(spec), "split": bundle.split_id, "storage": storage}
+        if eval_sets:  # only then: experiments recorded before --eval-data existed still resume
+            signature["eval_data"] = eval_record(eval_sets)
         record_experiment(experiment_dir, {  # refuses a resume with other settings: nothing written
             "name": experiment_dir.name, "space": args.space, "storage": storage, "signature": signature,
             "data": spec_record(spec), "split": str(experiment_dir / "split.json"), "synthetic": synthetic,
             "split_method": args.split, "split_threshold": args.split_threshold,
             "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpus,
             "gpu_rule": gpu_plan.reason, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
-            "provenance": prov,
+            "provenance": prov, **({"prices": prices} if args.prices else {}),
         })
         split.to_json(experiment_dir / "split.json")
-        trainable = tune.with_parameters(train_depth, data=bundle, provenance=prov, plugins=plugin_specs)
+        trainable = tune.with_parameters(train_depth, data=bundle, provenance=prov, plugins=plugin_specs,
+                                         eval_sets=eval_sets)
         for tune_name, param_space in plan:
             make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, args, storage, gpus).fit()
     finally:
@@ -291,47 +306,10 @@ def run(args: argparse.Namespace) -> Path:
     df = build_leaderboard(experiment_dir)
     write_leaderboard(df, experiment_dir)
     print("\n" + format_table(df) + f"\n\nLeaderboard: {experiment_dir / 'leaderboard.csv'}")
+    from grid.cost import cost_line
+
+    print(cost_line(df))
     return experiment_dir
-
-
-def settings_argv(space: str, data: str | Path | None, settings: dict[str, Any]) -> list[str]:
-    """``run_grid``'s keyword arguments as ``grid.run`` options: ``epochs=3`` -> ``--epochs 3``,
-    ``retry_errored=True`` -> ``--retry-errored``, ``arch=[..]`` / ``plugins=[..]`` repeat the option,
-    ``set={"lr": 1e-3}`` -> ``--set lr=0.001`` (JSON values)."""
-    argv = ["--space", str(space)] + (["--data", str(data)] if data is not None else [])
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        if key == "set":
-            argv += [a for k, v in dict(value).items() for a in ("--set", f"{k}={json.dumps(v)}")]
-        elif value is True:
-            argv.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, (list, tuple)) and key in ("arch", "plugins"):
-            argv += [a for v in value for a in (flag, str(v))]
-        elif isinstance(value, (list, tuple)):  # image_size=(426, 560)
-            argv += [flag, "x".join(str(v) for v in value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def run_grid(space: str = "all_models", data: str | Path | None = None, **settings: Any):
-    """Run (or resume) a grid from Python; returns ``(leaderboard DataFrame, experiment folder)``.
-
-    Every keyword is a ``grid.run`` option (see ``depth-grid run --help``), validated the same way.
-
-    Example:
-        >>> board, folder = run_grid("smoke", data="scenes/", results="/tmp/results", set={"epochs": 2})
-        >>> board[["arch", "si_rmse", "status"]]
-    """
-    from grid.leaderboard import read_leaderboard
-
-    if settings.get("dry_run"):
-        raise ValueError("run_grid runs the grid; preview it with `depth-grid run --dry-run ...`")
-    args = parse_args(settings_argv(space, data, settings))
-    experiment_dir = run(args)
-    return read_leaderboard(experiment_dir), experiment_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,13 @@ import binascii
 import logging
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from grid.cli import prog_name
-from grid.inputs import NO_SETTINGS, DataSettings, dataset_inputs
+from grid.inputs import NO_SETTINGS, DataSettings, Inputs, dataset_inputs
 from grid.leaderboard import LeaderboardError
 from grid.predict import (
     add_model_args,
@@ -113,26 +113,38 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
             test list in the experiment's layout is read with its crop (``grid.inputs``).
         tta: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
     """
-    out = Path(out).expanduser()
-    npy_dir = Path(npy_dir).expanduser() if npy_dir is not None else out.parent
-    list_path = Path(data).expanduser().resolve() / list_file  # an absolute list_file stays itself
-    if not list_path.is_file():
-        raise DataError(f"{list_path}: test list not found")
-    found = dataset_inputs(list_path, explicit=explicit, experiment=experiment)
-    items, spec = found.items, found.spec
-    ids = _check_ids(items, spec.list_path)
+    found, ids = submission_inputs(data, list_file, explicit=explicit, experiment=experiment)
     device = device or default_device()
     model, info = load_checkpoint_model(checkpoint, device)
     size = input_size(info, image_size, fallback_size)
     log.info("inputs: %s; model input %dx%d", found.describe, *size)
+    depths = predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size,
+                           device=device, num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
+    return write_submission(depths, found.items, ids, out, npy_dir=npy_dir, source=checkpoint)
+
+
+def submission_inputs(data: str | Path, list_file: str = "test_list.txt", *, explicit: DataSettings = NO_SETTINGS,
+                experiment: DataSettings = NO_SETTINGS) -> tuple[Inputs, list[str]]:
+    """The test list's items (with the experiment's settings when in its layout) and their ids."""
+    list_path = Path(data).expanduser().resolve() / list_file  # an absolute list_file stays itself
+    if not list_path.is_file():
+        raise DataError(f"{list_path}: test list not found")
+    found = dataset_inputs(list_path, explicit=explicit, experiment=experiment)
+    return found, _check_ids(found.items, found.spec.list_path)
+
+
+def write_submission(depths: Iterable[tuple[int, np.ndarray]], items: list[Item], ids: list[str],
+                     out: str | Path, *, npy_dir: str | Path | None = None, source: object = "") -> Path:
+    """Write each ``(index, depth)``'s ``.npy`` (default: beside the CSV) and the CSV, atomically,
+    rows in list order whatever order the depths come in; ``source`` names the model in errors."""
+    out = Path(out).expanduser()
+    npy_dir = Path(npy_dir).expanduser() if npy_dir is not None else out.parent
     cells: list[str | None] = [None] * len(items)
-    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size, device=device,
-                                  num_workers=num_workers, progress=progress, tta=use_tta(info, tta)):
+    for i, depth in depths:
         if not np.isfinite(depth).all():
-            raise DataError(f"{items[i].rgb}: the model predicted non-finite depth ({checkpoint})")
+            raise DataError(f"{items[i].rgb}: the model predicted non-finite depth ({source})")
         save_depth(depth, npy_dir / items[i].pred_name)
         cells[i] = encode_depth(depth)
-    # Rows are written in list order at the end, whatever order the batches came back in.
     with atomic_write(out) as fh:
         fh.write(HEADER + "\n")
         for ident, cell in zip(ids, cells, strict=True):
@@ -150,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where the test list's .npy maps go (default: beside the CSV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.ensemble:
+        from grid.ensemble import submit_main
+
+        return submit_main(args)
     try:
         ckpt, fallback = model_from_args(args)
         explicit, experiment = settings_from_args(args)

@@ -65,6 +65,7 @@ def test_smoke_grid_writes_leaderboard_checkpoints_and_tensorboard(ray_session, 
     assert (board.status == "finished").all(), board[["arch", "status", "error"]]
     assert board.si_rmse.notna().all() and (board.si_rmse > 0).all()
     assert (board.epochs_done == 1).all() and (board.best_epoch == 1).all() and (board.params > 0).all()
+    assert (board.gpu_hours == 0).all() and (board.cost_usd == 0).all() and set(board.accelerator) == {"cpu"}
     assert (exp / "leaderboard.md").read_text().count("| unet") == 1
     # Each row against what the trial itself wrote: its reports and its checkpoint's metrics
     # (tests/test_leaderboard.py covers a best epoch that is not the last).

@@ -1,14 +1,18 @@
 """The leaderboard on hand-made trial folders: one epoch per row (the best, whose checkpoint the
-row points to), statuses of recovered and misconfigured trials, GPU-hours of every attempt."""
+row points to), statuses of recovered and misconfigured trials, GPU-hours of every attempt and
+their cost."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
+from grid.cost import cost_line
 from grid.leaderboard import build_leaderboard, format_table
+from grid.plan import ExperimentError
 
 
 def _trial(tune_dir: Path, name: str, epochs: list[dict], *, planned: int, error: str = "",
@@ -83,3 +87,39 @@ def test_a_failed_and_a_misconfigured_trial_are_errors(experiment) -> None:
     assert "something broke" in board.loc["t_failed", "error"]
     assert board.loc["t_config", "status"] == "error"
     assert "ConfigError: trial setting lr=-1.0" in board.loc["t_config", "error"]
+
+
+def test_gpu_hours_are_priced_by_the_accelerator_each_trial_ran_on(experiment, tmp_path: Path) -> None:
+    exp, tune_dir = experiment
+    for name, device in [("t_t4", "cuda:0 (Tesla T4)"), ("t_p100", "cuda:0 (Tesla P100-PCIE-16GB)"),
+                         ("t_new", "cuda:0 (NVIDIA H200)"), ("t_logical", "cpu")]:
+        _trial(tune_dir, name, [{**_epoch(1, 0.3, 0.5, seconds=1800.0), "device_name": device}], planned=1)
+    board = build_leaderboard(exp).set_index("trial_id")
+    assert board.loc["t_t4", ["accelerator", "cost_usd"]].tolist() == ["T4", pytest.approx(0.5 * 0.14)]
+    assert board.loc["t_p100", ["accelerator", "cost_usd"]].tolist() == ["P100", pytest.approx(0.5 * 0.43)]
+    assert board.loc["t_logical", "accelerator"] == "default (no CUDA device seen)"
+    assert board.loc["t_logical", "cost_usd"] == pytest.approx(0.5 * 0.14)
+    assert board.loc["t_new", "accelerator"] == "unknown (NVIDIA H200)" and math.isnan(board.loc["t_new", "cost_usd"])
+    table = format_table(board.reset_index())
+    assert "| unknown |" in table and "| $0.0700 |" in table and "| $0.21 |" in table
+    line = cost_line(board)  # $0.07 + $0.215 + $0.07; the H200's half hour is not counted
+    assert line.startswith("Estimated cost: $0.3") and "for 1.5000 GPU-hours" in line
+    assert "0.5000 GPU-hours on unpriced accelerators not counted (NVIDIA H200)" in line
+    # The user's table replaces the built-in one.
+    (tmp_path / "prices.toml").write_text('"H200" = 3.0\nT4 = 0.2\n')
+    board = build_leaderboard(exp, prices=tmp_path / "prices.toml").set_index("trial_id")
+    assert board.loc["t_new", "cost_usd"] == pytest.approx(1.5) and board.loc["t_t4", "cost_usd"] == pytest.approx(0.1)
+    assert math.isnan(board.loc["t_logical", "cost_usd"])  # no default entry in that table: unknown
+    (tmp_path / "bad.json").write_text('{"T4": "cheap"}')
+    with pytest.raises(ExperimentError, match=r"bad\.json.*bad entries: \['T4'\]"):
+        build_leaderboard(exp, prices=tmp_path / "bad.json")
+
+
+def test_cpu_trials_cost_nothing(tmp_path: Path) -> None:
+    tune_dir = tmp_path / "ray" / "exp"
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "experiment.json").write_text(json.dumps({"tune_dirs": [str(tune_dir)], "gpus_per_trial": 0}))
+    _trial(tune_dir, "t_cpu", [{**_epoch(1, 0.3, 0.5, seconds=1800.0), "device_name": "cpu"}], planned=1)
+    (row,) = build_leaderboard(tmp_path / "exp").to_dict("records")
+    assert (row["gpu_hours"], row["accelerator"], row["cost_usd"]) == (0.0, "cpu", 0.0)
+    assert cost_line(build_leaderboard(tmp_path / "exp")) == "Estimated cost: $0 (no trial held a GPU)"

@@ -21,6 +21,7 @@ from ray import tune
 from torch.utils.tensorboard import SummaryWriter
 
 from trainables.config import ConfigError, TrialConfig
+from trainables.eval_sets import EvalSet, score_eval_sets
 from trainables.io import atomic_write, write_json
 from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch, updates_per_epoch
 from trainables.models import MODELS, PretrainedWeightsError, build_model
@@ -146,11 +147,12 @@ def write_hparams(writer: SummaryWriter, cfg: TrialConfig) -> None:
 
 
 def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[str, Any] | None = None,
-                plugins: list[str] | tuple[str, ...] = ()) -> None:
+                plugins: list[str] | tuple[str, ...] = (), eval_sets: tuple[EvalSet, ...] = ()) -> None:
     """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch.
     ``provenance`` (the driver's command, versions, commit) goes into every checkpoint together
     with this trial's own versions and device. ``plugins`` (``grid.run --plugins``) are imported
-    first, so their architectures are registered in this process too."""
+    first, so their architectures are registered in this process too. ``eval_sets``
+    (``grid.run --eval-data``) are scored at the last epoch (``trainables.eval_sets``)."""
     load_plugins(plugins)
     # One line per checkpoint from Ray's storage, in every trial, every epoch: the trial table
     # already shows progress.
@@ -207,7 +209,10 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
                 "epoch": step, "train_loss": train_loss, **metrics, "lr": optimizer.param_groups[0]["lr"],
                 "params": n_params, "weights": weights, "device": device.type, "train_seconds": elapsed,
                 "hostname": platform.node(), "node_id": _node_id(), "gpu_ids": _gpu_ids(),
+                "device_name": prov["device"],  # priced by grid.cost
             }
+            if step == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
+                result.update(score_eval_sets(eval_sets, eval_model, metrics, cfg, device, step))
             for key in ("train_loss", *metrics):
                 writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
             writer.add_scalar("train/lr", result["lr"], step)
