@@ -94,11 +94,12 @@ class DepthGridModel(nn.Module, PyTorchModelHubMixin, library_name="depth-grid",
         return self.net(x)
 
     @torch.inference_mode()
-    def predict(self, image: ImageLike) -> np.ndarray:
+    def predict(self, image: ImageLike, tta: bool | None = None) -> np.ndarray:
         """Depth in metres, float32 (H, W), at the image's own size.
 
         Args:
             image: an image file's path, a PIL image, or a uint8 (H, W, 3) RGB array.
+            tta: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
 
         The same computation as ``grid.predict`` for one's own image: ImageNet normalisation,
         resize to ``image_size``, the network, log-depth resized back to (H, W), exp.
@@ -107,7 +108,9 @@ class DepthGridModel(nn.Module, PyTorchModelHubMixin, library_name="depth-grid",
         x = resize_image(normalize(rgb), self.image_size)  # (3, h, w)
         device = next(self.parameters()).device
         self.eval()
-        [depth] = depth_maps(self.net, x[None].to(device), [rgb.shape[:2]])
+        if tta is None:
+            tta = bool((self.training_record.get("trial_config") or {}).get("tta", False))
+        [depth] = depth_maps(self.net, x[None].to(device), [rgb.shape[:2]], tta=tta)
         return depth
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:

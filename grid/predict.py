@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import sys
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,9 +24,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from grid.checkpoints import CheckpointError, load_checkpoint_model, resolve_checkpoint  # noqa: F401  (re-exported)
 from grid.cli import parse_size, prog_name
 from grid.inputs import IMAGE_SUFFIXES, NO_SETTINGS, DataSettings, collect  # noqa: F401  (IMAGE_SUFFIXES re-exported)
-from grid.leaderboard import LeaderboardError, best_checkpoint, read_experiment
+from grid.leaderboard import LeaderboardError, read_experiment
 from trainables.data import DEFAULT_SIZE, DataError, DatasetSpec, Item
 from trainables.dataset import DepthDataset, resize_image
 from trainables.io import atomic_write
@@ -39,110 +38,6 @@ if TYPE_CHECKING:  # importing the zoo loads every architecture's library; only 
 log = logging.getLogger(__name__)
 
 CMAP = "viridis"
-# torch.compile and DataParallel prefix parameter names; strip them so such checkpoints still load.
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the problem."""
-
-
-def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
-            zipfile.BadZipFile) as e:  # torch.load raises any of these for corrupt or foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from e
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(
-            ckpt.get("arch_config"), dict):
-        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(
-            f"{path}: not a depth-grid trial checkpoint (expected a dict with 'model' and "
-            f"'arch_config'; found {keys})")
-    arch = ckpt["arch_config"]
-    if not isinstance(arch.get("name"), str) or not isinstance(arch.get("kwargs", {}), dict):
-        raise CheckpointError(f"{path}: malformed arch_config {arch!r} (need 'name' and 'kwargs')")
-    return ckpt
-
-
-def _strip_wrappers(state: dict) -> dict:
-    for prefix in _WRAPPER_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def _check_fit(path: Path, model: torch.nn.Module, state: dict, desc: str) -> None:
-    """Raise a readable error when ``state`` does not fit ``model`` (before load_state_dict's wall of text)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
-    problems = [f"{len(found)} {what} (e.g. {', '.join(found[:3])})"
-                for what, found in (("missing keys", missing), ("unexpected keys", unexpected),
-                                    ("shape mismatches (checkpoint vs model)", shapes)) if found]
-    if problems:
-        raise CheckpointError(f"{path}: weights do not fit architecture {desc}: "
-                              f"{'; '.join(problems)}. Was it saved by another model?")
-
-
-def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
-                          ) -> tuple[DepthModel, dict]:
-    """Rebuild the model a trial checkpoint was saved from, in eval mode on ``device``.
-
-    Returns:
-        ``(model, info)`` where ``info`` has ``path``, ``arch_config``, ``epoch``, ``metrics``,
-        ``image_size`` (``(h, w)`` or ``None`` when the checkpoint does not record it), and
-        ``trial_config``, ``weights`` and ``provenance`` (empty or ``None`` when not recorded).
-
-    Raises:
-        CheckpointError: missing, corrupt or foreign file; unknown architecture; weights that do
-            not fit the architecture.
-    """
-    from trainables.models import build_model
-
-    path = Path(path).expanduser().resolve()
-    if path.is_dir() and (path / "checkpoint.pt").is_file():  # a Tune checkpoint directory
-        path = path / "checkpoint.pt"
-    ckpt = _read_checkpoint(path)
-    name, kwargs = ckpt["arch_config"]["name"], dict(ckpt["arch_config"].get("kwargs", {}))
-    try:
-        model = build_model(name, **kwargs)
-    except KeyError as e:
-        raise CheckpointError(f"{path}: {e.args[0] if e.args else e}") from e
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot rebuild {name!r} with {kwargs}: {e}") from e
-    state = _strip_wrappers(ckpt["model"])
-    _check_fit(path, model, state, f"{name!r} {kwargs}")
-    model.load_state_dict(state, strict=True)
-    size = ckpt.get("image_size")
-    info = {
-        "path": path,
-        "arch_config": {"name": name, "kwargs": kwargs},
-        "epoch": ckpt.get("epoch"),
-        "metrics": ckpt.get("metrics") or {},
-        "image_size": (int(size[0]), int(size[1])) if size is not None else None,
-        # what trained it, for a model card (grid.model): absent in hand-made checkpoints
-        "trial_config": ckpt.get("trial_config") or {}, "weights": ckpt.get("weights"),
-        "provenance": ckpt.get("provenance") or {},
-    }
-    return model.to(device).eval(), info
-
-
-def resolve_checkpoint(checkpoint: str | Path | None = None, experiment: str | Path | None = None
-                       ) -> Path:
-    """``checkpoint`` as given, or the best trial's checkpoint of ``experiment``."""
-    if (checkpoint is None) == (experiment is None):
-        raise ValueError("give exactly one of checkpoint or experiment")
-    if checkpoint is not None:
-        return Path(checkpoint).expanduser().resolve()
-    return Path(best_checkpoint(Path(experiment).expanduser()))
-
-
 def collect_inputs(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
                    experiment: DataSettings = NO_SETTINGS) -> tuple[list[Item], DatasetSpec]:
     """Items to predict and how to read them (``grid.inputs.collect``): a list file or data
