@@ -17,6 +17,7 @@ from scipy.stats import spearmanr
 from test_loop import TinyDepth, _batches
 
 from grid.evaluate import main as evaluate_main
+from grid.plan import ExperimentError, check_plan
 from grid.predict import depth_maps, load_checkpoint_model
 from grid.predict import main as predict_main
 from grid.run import parse_args, run
@@ -25,7 +26,7 @@ from trainables.config import ConfigError, TrialConfig
 from trainables.data import DatasetSpec, Item
 from trainables.dataset import DepthDataset, normalize
 from trainables.loop import train_one_epoch
-from trainables.models import MODELS, build_model
+from trainables.models import MODELS, build_model, register_model
 from trainables.models.registry import parameter_groups
 from trainables.recipe import forward_log_tta, make_ema, make_optimizer, make_scheduler
 
@@ -105,7 +106,10 @@ def test_standard_augmentation_in_the_dataset_keeps_the_pair_aligned(tmp_path: P
     assert torch.allclose(plain["image"], normalize(np.asarray(Image.open(item.rgb).convert("RGB"))))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+BUILT_IN = sorted(n for n, e in MODELS.items() if e.builder.__module__.startswith("trainables.models."))
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_every_architecture_gives_its_encoder_its_own_learning_rate(name: str) -> None:
     model = build_model(name, size="tiny")
     encoder, rest = parameter_groups(model)
@@ -126,9 +130,19 @@ def test_every_architecture_gives_its_encoder_its_own_learning_rate(name: str) -
         assert enc_lr == pytest.approx(rest_lr * 0.1)  # the schedule keeps the ratio
 
 
+@register_model("test_no_encoder", source="none (test)", description="a conv, no encoder declared")
+def _no_encoder(*, pretrained: bool = False) -> TinyDepth:
+    return TinyDepth()
+
+
 def test_the_default_is_one_group_and_unknown_encoders_are_refused() -> None:
     model = build_model("unet", size="tiny")
     assert len(make_optimizer(model, TrialConfig(arch="unet")).param_groups) == 1
+    with pytest.raises(ValueError, match="declares no encoder"):
+        parameter_groups(build_model("test_no_encoder"))
+    with pytest.raises(ExperimentError, match="encoder_lr_mult needs an architecture"):
+        check_plan([("x", {"arch": "test_no_encoder", "encoder_lr_mult": 0.5})])
+    assert check_plan([("x", {"arch": "test_no_encoder"})]) == 1  # the default asks for no encoder
     with pytest.raises(ConfigError, match="ema"):
         TrialConfig(arch="unet", ema=1.0)
     with pytest.raises(ConfigError, match="augment"):

@@ -37,3 +37,23 @@ def test_spaces_import_no_model_code() -> None:
             "'torch', 'transformers', 'timm', 'segmentation_models_pytorch'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_recipe_space_is_the_paper_then_each_option_alone_then_all() -> None:
+    """Each variant differs from the paper's recipe in exactly its option's settings; the paper
+    row is the paper's recipe itself; every concrete config is a valid trial."""
+    from grid.plan import concrete_configs
+    from search_spaces import recipe
+    from search_spaces.profiles import PAPER
+
+    configs = {c["tag"]: c for c in concrete_configs(recipe.space(["resnet_unet"]))}
+    assert list(configs) == ["paper", *recipe.OPTIONS, "all"]
+    paper = configs["paper"]
+    assert {k: paper[k] for k in PAPER} == PAPER and paper["arch"] == "resnet_unet"
+    assert TrialConfig.from_dict(paper).augment == "none" and paper["schedule"] == "none"
+    for tag, option in recipe.OPTIONS.items():
+        changed = {k for k in paper if configs[tag][k] != paper[k]} - {"tag"}
+        assert changed == set(option), tag
+    assert all(configs["all"][k] == v for k, v in recipe.ALL.items())
+    for config in configs.values():
+        TrialConfig.from_dict(config)
