@@ -130,19 +130,23 @@ def test_every_architecture_gives_its_encoder_its_own_learning_rate(name: str) -
         assert enc_lr == pytest.approx(rest_lr * 0.1)  # the schedule keeps the ratio
 
 
-@register_model("test_no_encoder", source="none (test)", description="a conv, no encoder declared")
-def _no_encoder(*, pretrained: bool = False) -> TinyDepth:
-    return TinyDepth()
+@pytest.fixture
+def no_encoder_arch():
+    """A user architecture registered without ``encoder=`` prefixes (removed again after)."""
+    register_model("test_no_encoder", source="none (test)", description="a conv, no encoder declared")(
+        lambda *, pretrained=False: TinyDepth())
+    yield "test_no_encoder"
+    del MODELS["test_no_encoder"]
 
 
-def test_the_default_is_one_group_and_unknown_encoders_are_refused() -> None:
+def test_the_default_is_one_group_and_unknown_encoders_are_refused(no_encoder_arch: str) -> None:
     model = build_model("unet", size="tiny")
     assert len(make_optimizer(model, TrialConfig(arch="unet")).param_groups) == 1
     with pytest.raises(ValueError, match="declares no encoder"):
-        parameter_groups(build_model("test_no_encoder"))
+        parameter_groups(build_model(no_encoder_arch))
     with pytest.raises(ExperimentError, match="encoder_lr_mult needs an architecture"):
-        check_plan([("x", {"arch": "test_no_encoder", "encoder_lr_mult": 0.5})])
-    assert check_plan([("x", {"arch": "test_no_encoder"})]) == 1  # the default asks for no encoder
+        check_plan([("x", {"arch": no_encoder_arch, "encoder_lr_mult": 0.5})])
+    assert check_plan([("x", {"arch": no_encoder_arch})]) == 1  # the default asks for no encoder
     with pytest.raises(ConfigError, match="ema"):
         TrialConfig(arch="unet", ema=1.0)
     with pytest.raises(ConfigError, match="augment"):
