@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -103,14 +104,31 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
         train_one_epoch(model, train_loader, opt, scaler, None, cfg, torch.device("cpu"), epoch=0)
         return time.perf_counter() - t0
 
+    def ours_steps(steps: int) -> float:  # an epoch cut to ``steps`` steps
+        t0 = time.perf_counter()
+        train_one_epoch(model, train_loader, opt, scaler, None, dataclasses.replace(cfg, max_steps_per_epoch=steps),
+                        torch.device("cpu"), epoch=0)
+        return time.perf_counter() - t0
+
     bare(), ours()  # warm-up
     n = len(train_loader)
     t_bare = min(bare() for _ in range(5)) / n
     t_ours = min(ours() for _ in range(5)) / n
     print(f"step: bare loop {t_bare * 1e3:.1f} ms/step, trainable {t_ours * 1e3:.1f} ms/step "
           f"(batch {cfg.batch_size} at {image_size[0]}x{image_size[1]}, reading images from disk with "
-          f"{num_workers} loader workers): "
+          f"{num_workers} loader workers, {n}-step epochs): "
           f"overhead {100 * (t_ours / t_bare - 1):+.1f}% (target < 5%)")
+    if num_workers and n > 2:
+        # Workers restart every epoch (not persistent: exact resume seeds them from the checkpointed
+        # generator): a fixed cost per epoch (fork, first batch, the parent's copy-on-write pages
+        # after the fork), told apart from the per-step cost by timing epochs of two lengths.
+        short = min(ours_steps(2) for _ in range(5))
+        per_step = (t_ours * n - short) / (n - 2)
+        fixed = t_ours * n - n * per_step
+        long_epoch = 80  # cpu_transfer's: 636 images / batch 8
+        print(f"      per step {per_step * 1e3:.1f} ms (overhead {100 * (per_step / t_bare - 1):+.1f}%) plus "
+              f"{fixed * 1e3:.0f} ms per epoch (workers restarted); over a {long_epoch}-step epoch: "
+              f"{100 * ((long_epoch * per_step + fixed) / (long_epoch * t_bare) - 1):+.1f}%")
 
 
 def main() -> None:
