@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables import augment as augmentation
+from trainables.config import AUGMENTS
 from trainables.data import (
     DEFAULT_SIZE,
     IMAGENET_MEAN,
@@ -90,8 +91,8 @@ class DepthDataset(torch.utils.data.Dataset):
         with_depth: bool = True,
         augment: str = "flip",
     ) -> None:
-        if augment not in ("none", "flip", "standard"):
-            raise ValueError(f"augment must be none, flip or standard, got {augment!r}")
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
         self.items, self.spec, self.size = list(items), spec, size
         self.train, self.with_depth, self.augment = train, with_depth, augment
 

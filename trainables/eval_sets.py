@@ -25,12 +25,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from trainables.config import TrialConfig
 from trainables.data import DatasetSpec, Item
-from trainables.dataset import DepthDataset, collate
-from trainables.loop import evaluate
+from trainables.loop import eval_loader, evaluate
 
 
 @dataclass(frozen=True)
@@ -98,10 +96,7 @@ def score_eval_sets(eval_sets: tuple[EvalSet, ...] | list[EvalSet], model: torch
         scored.load_state_dict(stored)
     out: dict[str, float] = {"eval_epoch": scored_epoch}
     for s in eval_sets:
-        dataset = DepthDataset(list(s.items), s.spec, size=cfg.image_size, train=False)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate,
-                            num_workers=cfg.num_workers)
-        metrics, _ = evaluate(scored, loader, cfg, device)
+        metrics, _ = evaluate(scored, eval_loader(cfg, list(s.items), s.spec), cfg, device)
         out.update({eval_key(k, s.name): v for k, v in metrics.items()})
         out[eval_key("images", s.name)] = len(s.items)
     return out

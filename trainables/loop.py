@@ -38,18 +38,24 @@ class InjectedFault(RuntimeError):
     """Raised by the test-only ``fault`` option."""
 
 
+def _loader_options(cfg: TrialConfig) -> dict:
+    return {"num_workers": cfg.num_workers, "collate_fn": collate, "pin_memory": torch.cuda.is_available()}
+
+
 def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLoader]:
     train_ds = DepthDataset(list(data.train), data.spec, size=cfg.image_size, train=True, augment=cfg.augment)
-    val_items = list(data.val)[: cfg.max_val_images or None]
-    val_ds = DepthDataset(val_items, data.spec, size=cfg.image_size, train=False)
     gen = torch.Generator().manual_seed(cfg.seed)
     # Not persistent workers: each epoch's workers are seeded from ``gen``, so a trial resumed
     # from a checkpoint (which holds gen's state) draws the same flips as one never stopped.
-    common = {"num_workers": cfg.num_workers, "collate_fn": collate, "pin_memory": torch.cuda.is_available()}
     train = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
-                       generator=gen, **common)
-    val = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **common)
-    return train, val
+                       generator=gen, **_loader_options(cfg))
+    return train, eval_loader(cfg, list(data.val)[: cfg.max_val_images or None], data.spec)
+
+
+def eval_loader(cfg: TrialConfig, items: list[Item], spec: DatasetSpec) -> DataLoader:
+    """Evaluation batches of ``items`` (in order; targets at native size), as validation reads them."""
+    dataset = DepthDataset(items, spec, size=cfg.image_size, train=False)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, **_loader_options(cfg))
 
 
 def _autocast(cfg: TrialConfig, device: torch.device):
