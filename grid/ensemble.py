@@ -121,22 +121,16 @@ def predict_ensemble(experiment_dir: str | Path, k: int, source: str | Path, out
                      experiment: DataSettings | None = None, tta: bool | None = None) -> list[Path]:
     """``grid.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths written."""
     from grid.inputs import NO_SETTINGS, collect
-    from grid.predict import default_device, save_depth, write_depth_png
+    from grid.predict import default_device, write_predictions
 
     device = device or default_device()
     members = load_members(experiment_dir, k, device=device, image_size=image_size, tta=tta)
     found = collect(source, explicit=explicit or NO_SETTINGS, experiment=experiment or NO_SETTINGS)
     log.info("inputs: %s; ensemble of %d", found.describe, len(members))
-    out = Path(out).expanduser()
-    written = []
-    for i, depth, _ in ensemble_items(members, found.items, found.spec, batch_size=batch_size,
-                                      device=device, num_workers=num_workers, progress=progress):
-        npy = out / found.items[i].pred_name
-        save_depth(depth, npy)
-        if png:
-            write_depth_png(depth, npy.with_suffix(".png"), title=f"{found.items[i].name} (top-{k} ensemble)")
-        written.append(npy)
-    return written
+    depths = ((i, depth) for i, depth, _ in ensemble_items(
+        members, found.items, found.spec, batch_size=batch_size, device=device, num_workers=num_workers,
+        progress=progress))
+    return write_predictions(depths, found.items, out, png=png, title_suffix=f" (top-{k} ensemble)")
 
 
 def evaluate_ensemble(experiment_dir: str | Path, k: int, *, device: str | None = None,
@@ -252,11 +246,9 @@ def submit_ensemble(experiment_dir: str | Path, k: int, data: str | Path, out: s
 def _cli_checks(args: argparse.Namespace) -> None:
     if args.experiment is None:
         raise ValueError("--ensemble needs --experiment (whose best trials form the ensemble)")
-    if args.device == "cuda":
-        import torch
+    from grid.predict import check_device
 
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available here")
+    check_device(args.device)
 
 
 def predict_main(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -194,15 +194,22 @@ def predict(checkpoint: str | Path, source: str | Path, out: str | Path, *,
     size = input_size(info, image_size, fallback_size)
     found = collect(source, explicit=explicit, experiment=experiment)
     log.info("inputs: %s; model input %dx%d", found.describe, *size)
-    items, spec = found.items, found.spec
+    depths = predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size, device=device,
+                           num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
+    return write_predictions(depths, found.items, out, png=png)
+
+
+def write_predictions(depths: Iterable[tuple[int, np.ndarray]], items: list[Item], out: str | Path, *,
+                      png: bool = True, title_suffix: str = "") -> list[Path]:
+    """Save each ``(index, depth)`` as ``out/<item's pred_name>`` (``.npy``, and a ``.png`` when
+    ``png``); return the paths written, in ``items`` order whatever order the depths came in."""
     out = Path(out).expanduser()
     written: list[Path | None] = [None] * len(items)
-    for i, depth in predict_items(model, items, spec, image_size=size, batch_size=batch_size, device=device,
-                                  num_workers=num_workers, progress=progress, tta=use_tta(info, tta)):
+    for i, depth in depths:
         npy = out / items[i].pred_name
         save_depth(depth, npy)
         if png:
-            write_depth_png(depth, npy.with_suffix(".png"), title=items[i].name)
+            write_depth_png(depth, npy.with_suffix(".png"), title=items[i].name + title_suffix)
         written[i] = npy
     return [p for p in written if p is not None]
 
@@ -228,10 +235,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="layout of a list file (default: detected)")
 
 
+def check_device(device: str | None) -> None:
+    """Refuse ``--device cuda`` where torch sees no CUDA device (before any model is loaded)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+
+
 def model_from_args(args: argparse.Namespace) -> tuple[Path, tuple[int, int] | None]:
     """The checkpoint path and the experiment's image size (a fallback) from parsed args."""
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here")
+    check_device(args.device)
     ckpt = resolve_checkpoint(args.checkpoint, args.experiment)
     size = read_experiment(args.experiment).get("image_size") if args.experiment else None
     return ckpt, (int(size[0]), int(size[1])) if size else None
