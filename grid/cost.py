@@ -96,19 +96,16 @@ def cost_line(df) -> str:
 
 def _measured_epoch_seconds(args: argparse.Namespace) -> dict[str, float]:
     """Mean seconds per epoch of each architecture in an earlier run under the same name."""
-    from grid.leaderboard import Storage, _raw_results
+    from grid.leaderboard import experiment_trials, trial_results
 
     record = Path(args.results).expanduser() / (args.name or Path(args.space).stem) / "experiment.json"
     if not record.is_file():
         return {}
     times: dict[str, list[float]] = {}
-    for tune_dir in json.loads(record.read_text()).get("tune_dirs", []):
-        store = Storage(tune_dir)
-        for trial in store.listdir(store.root) if store.is_dir(store.root) else []:
-            if not store.is_file(f"{trial}/params.json"):
-                continue
+    for store, trials in experiment_trials(json.loads(record.read_text())):
+        for trial in trials:
             arch = json.loads(store.read_text(f"{trial}/params.json")).get("arch", "")
-            times.setdefault(arch, []).extend(float(r["time_this_iter_s"]) for r in _raw_results(store, trial)
+            times.setdefault(arch, []).extend(float(r["time_this_iter_s"]) for r in trial_results(store, trial)
                                               if "epoch" in r and "time_this_iter_s" in r)
     return {a: sum(t) / len(t) for a, t in times.items() if t}
 

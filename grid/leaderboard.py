@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -71,7 +72,7 @@ class Storage:
         return self.prefix + path if self.remote else path
 
 
-def _raw_results(store: Storage, trial_dir: str) -> list[dict]:
+def trial_results(store: Storage, trial_dir: str) -> list[dict]:
     """Every line of the trial's result.json, each attempt's included."""
     path = f"{trial_dir}/result.json"
     if not store.is_file(path):
@@ -133,7 +134,7 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
     from grid.cost import price_trial
 
     params = json.loads(store.read_text(f"{trial_dir}/params.json"))
-    raw = _raw_results(store, trial_dir)
+    raw = trial_results(store, trial_dir)
     results = _by_epoch(raw)
     last = results[-1] if results else {}
     checkpoint, best = _best_checkpoint(store, trial_dir)
@@ -183,6 +184,15 @@ def tune_statuses(store: Storage) -> dict[str, str]:
         return {}
 
 
+def experiment_trials(info: dict) -> Iterator[tuple[Storage, list[str]]]:
+    """Each started Tune run of the experiment (``experiment.json``'s ``tune_dirs``): its storage
+    and its trial folders (those with a ``params.json``)."""
+    for tune_dir in info.get("tune_dirs", []):
+        store = Storage(tune_dir)
+        if store.is_dir(store.root):  # else: not started yet
+            yield store, [d for d in store.listdir(store.root) if store.is_file(f"{d}/params.json")]
+
+
 def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = None,
                       prices: str | Path | None = None) -> pd.DataFrame:
     """One row per trial folder of the experiment's Tune runs, best SI-RMSE first; ``prices``: a
@@ -193,14 +203,9 @@ def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = No
     table = experiment_prices(info, prices)
     statuses = statuses or {}
     rows = []
-    for tune_dir in info.get("tune_dirs", []):
-        store = Storage(tune_dir)
-        if not store.is_dir(store.root):
-            continue  # not started yet
+    for store, trial_dirs in experiment_trials(info):
         known = {**tune_statuses(store), **statuses}
-        for trial_dir in store.listdir(store.root):
-            if store.is_file(f"{trial_dir}/params.json"):
-                rows.append(trial_row(store, trial_dir, float(info.get("gpus_per_trial", 0)), known, table))
+        rows += [trial_row(store, d, float(info.get("gpus_per_trial", 0)), known, table) for d in trial_dirs]
     evals = [k for r in rows for k in r if "@" in k]
     df = pd.DataFrame(rows, columns=COLUMNS + sorted(set(evals), key=evals.index))
     return df.sort_values(["si_rmse", "arch"], na_position="last", kind="stable").reset_index(drop=True)
