@@ -48,14 +48,14 @@ def data_summary(args: argparse.Namespace) -> str:
                 f"real run; CPU profile {CPU_DEFAULT}")
     from grid.experiment import (
         resolve_data,  # the spec a real run reads (given --data: no generation)
+        spec_summary,
     )
     from trainables.data import index_dataset
 
     spec, _ = resolve_data(args.data, Path(args.results), format=args.format, list_file=args.list_file,
                            depth_scale=args.depth_scale, crop=args.crop)
     items = index_dataset(spec)
-    text = (f"data: {len(items)} items, {spec.format} layout, list {spec.list_path}, crop {spec.crop or 'none'}"
-            + (f", depth scale {spec.depth_scale:g}" if spec.format == "pairs" else ""))
+    text = f"data: {spec_summary(spec, len(items))}"
     from grid.split import cached_split
 
     split = cached_split(spec, items, cache_dir=Path(args.results).expanduser().resolve() / "splits",

@@ -103,8 +103,7 @@ def eval_record(eval_sets: tuple) -> list[dict[str, Any]]:
 
 
 def describe(eval_sets: tuple) -> str:
-    """One line per set, for ``--dry-run`` and the run's start."""
-    return "\n".join(f"eval set {s.name}: {len(s.items)} items, {s.spec.format} list {s.spec.list_path}, "
-                     f"crop {s.spec.crop or 'none'}" + (f", depth scale {s.spec.depth_scale:g}"
-                                                        if s.spec.format == "pairs" else "")
-                     for s in eval_sets)
+    """One line per set, for ``--dry-run``."""
+    from grid.experiment import spec_summary
+
+    return "\n".join(f"eval set {s.name}: {spec_summary(s.spec, len(s.items))}" for s in eval_sets)

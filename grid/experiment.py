@@ -48,6 +48,12 @@ def spec_record(spec: DatasetSpec) -> dict[str, Any]:
             "depth_scale": spec.depth_scale, "crop": list(spec.crop) if spec.crop else None}
 
 
+def spec_summary(spec: DatasetSpec, n_items: int) -> str:
+    """One line on a dataset as read: ``636 items, pairs layout, list .../pairs.txt, crop ...``."""
+    return (f"{n_items} items, {spec.format} layout, list {spec.list_path}, crop {spec.crop or 'none'}"
+            + (f", depth scale {spec.depth_scale:g}" if spec.format == "pairs" else ""))
+
+
 def record_experiment(experiment_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Write ``experiment.json``; refuse to resume an experiment started with other settings."""
     path = experiment_dir / "experiment.json"
