@@ -18,9 +18,10 @@ running out of memory. On a GPU larger than ``--budget-gb`` the process's share 
 ``torch.cuda.set_per_process_memory_fraction`` to stand in for a 16 GB T4 / P100. The cap binds
 torch's allocator alone; a real card also holds the CUDA context (a few hundred MiB) within the
 14.7 GiB torch sees on a T4 (15.9 GiB on a P100), so ``--budget-gb 14`` comes closer to a T4.
-The loader is the trainable's: ``DepthDataset(train=True)``, its ``collate``, ``pin_memory``,
-workers started every pass (not persistent), over freshly generated synthetic scenes; its
-images/s over each architecture's AMP images/s says whether it keeps up (>= 1).
+The loader is the trainable's own (``trainables.loop.make_loaders``: ``DepthDataset(train=True)``,
+its ``collate``, ``pin_memory`` on CUDA, workers started every pass, not persistent), over freshly
+generated synthetic scenes; its images/s over each architecture's AMP images/s says whether it
+keeps up (>= 1).
 fp32 is torch's default fp32, as the trainable runs it: on Ampere and later GPUs cuDNN convolutions
 use TF32, so the AMP / fp32 ratio there is smaller than on a T4 or P100.
 Without CUDA it prints ``skipped: no CUDA device`` and exits 0.
@@ -159,26 +160,24 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict:
     return row
 
 
-def loader_rates(size: tuple[int, int], batch: int, scenes: int, passes: int,
-                 pin: bool) -> dict[int, tuple[float, float]]:
+def loader_rates(size: tuple[int, int], batch: int, scenes: int, passes: int) -> dict[int, tuple[float, float]]:
     """Per worker count, the trainable's training loader alone over generated scenes: images/s
     after each pass's first batch, and the seconds to that first batch (workers start each pass,
     as in the trainable; an epoch of N batches pays it once)."""
-    from torch.utils.data import DataLoader
-
     from grid.synth import generate
+    from trainables.config import TrialConfig
     from trainables.data import DatasetSpec, index_dataset
-    from trainables.dataset import DepthDataset, collate
+    from trainables.loop import DataBundle, make_loaders
 
     rates = {}
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
         root = generate(Path(tmp) / "synth", scenes=scenes, views=8, size=size, seed=0,
                         workers=min(scenes, os.cpu_count() or 1))
         spec = DatasetSpec(root, format="cil")
-        dataset = DepthDataset(index_dataset(spec), spec, size=size, train=True)
-        for workers in WORKERS:
-            loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-                                collate_fn=collate, pin_memory=pin, generator=torch.Generator().manual_seed(0))
+        bundle = DataBundle(spec, train=tuple(index_dataset(spec)), val=())
+        for workers in WORKERS:  # make_loaders: pin_memory on CUDA, workers seeded from the trial seed
+            cfg = TrialConfig(arch="unet", batch_size=batch, image_size=size, num_workers=workers)
+            loader, _ = make_loaders(cfg, bundle)
             n, steady, start = 0, 0.0, 0.0
             for _ in range(passes):
                 t = time.perf_counter()
@@ -214,7 +213,7 @@ def report(rows: list[dict], loader: dict[int, tuple[float, float]], args: argpa
               f"| {ratio} | {_fmt(r.get('fp32_peak'), '.0f')} | {_fmt(r.get('amp_peak'), '.0f')} | {top} |")
 
     rates = {k: v[0] for k, v in loader.items()}
-    print(f"\nloader alone (DepthDataset train=True, collate, pin_memory={args.pin}; {args.scenes * 8} generated "
+    print(f"\nloader alone (the trainable's make_loaders, pin_memory={torch.cuda.is_available()}; {args.scenes * 8} generated "
           f"images at {h}x{w}, batch {args.batch}, {args.passes} passes; images/s after each pass's first batch, "
           "and the time to that first batch):\n"
           + "\n".join(f"  {k} workers: {r:7.1f} img/s, first batch {s:.2f} s" for k, (r, s) in loader.items()))
@@ -257,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown architecture(s) {unknown}; valid: {', '.join(sorted(MODELS))}")
     t0 = time.perf_counter()
     if args.cpu_check:
-        device, args.size, args.pin = torch.device("cpu"), CHECK_SIZE, False
+        device, args.size = torch.device("cpu"), CHECK_SIZE
         torch.set_num_threads(1)  # a check, not a measurement: light on a shared machine
         args.archs, args.steps, args.warmup = args.archs or list(CHECK_ARCHS), 1, 0
         args.max_batch, args.scenes, args.passes = 4, 1, 1
@@ -266,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU check (1 thread, torch {torch.__version__}): autocast and channels-last are "
               "CUDA-only in the trainable, so both columns run fp32; no peaks; figures mean nothing")
     else:
-        device, args.size, args.pin = torch.device("cuda"), SIZE, True
+        device, args.size = torch.device("cuda"), SIZE
         budget = f"{args.budget_gb:g} GiB"
         props = torch.cuda.get_device_properties(0)
         print(f"GPU {props.name} ({props.total_memory / 2**30:.1f} GiB), torch {torch.__version__}, "
@@ -284,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"name": name, "error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"})
         _free(device)  # the model is gone with measure's frame (and the exception's)
         print(f"  {name}: {time.perf_counter() - t:.0f} s", flush=True)
-    loader = loader_rates(args.size, args.batch, args.scenes, args.passes, args.pin)
+    loader = loader_rates(args.size, args.batch, args.scenes, args.passes)
     report(rows, loader, args, budget)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s" + ("" if args.cpu_check else " (target < 300 s on one GPU)"))
     return 1 if any("error" in r or isinstance(r["max_batch"], str) for r in rows) else 0
