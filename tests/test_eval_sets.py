@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grid.eval_sets import parse_eval_data
-from grid.evaluate import main as evaluate_main
-from grid.predict import main as predict_main
+from grid.experiment.eval_data import parse_eval_data
+from grid.inference.evaluate import main as evaluate_main
+from grid.inference.predict import main as predict_main
 from grid.run import main as grid_main
 from grid.run import parse_args, run
 from grid.synth import generate

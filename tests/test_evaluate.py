@@ -13,7 +13,7 @@ import pytest
 from conftest import write_cil, write_pairs
 from PIL import Image
 
-from grid.evaluate import evaluate, main
+from grid.inference.evaluate import evaluate, main
 from trainables.data import DataError, DatasetSpec, index_dataset, load_depth
 from trainables.metrics import METRICS, MetricAccumulator, si_rmse
 
@@ -210,7 +210,7 @@ def test_module_entry_point(tmp_path: Path, cil_dir: Path) -> None:
     preds = tmp_path / "preds"
     write_preds(preds, cil_dir, lambda gt, i: gt)
     (preds / "sample_000000_depth.npy").unlink()  # the exit status must reach the shell
-    proc = subprocess.run([sys.executable, "-m", "grid.evaluate", "--pred", str(preds), "--data", str(cil_dir)],
+    proc = subprocess.run([sys.executable, "-m", "grid.inference.evaluate", "--pred", str(preds), "--data", str(cil_dir)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "sample_000000_rgb.png" in proc.stderr
 

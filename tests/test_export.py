@@ -1,4 +1,4 @@
-"""grid.model / grid.export: load_model on each kind of path, predict on each kind of image, the
+"""grid.inference.model / grid.inference.export: load_model on each kind of path, predict on each kind of image, the
 exported Hugging Face folder (config.json, model.safetensors, card) and its round trips."""
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from safetensors.torch import load_file, save_file
 from test_predict import make_checkpoint, make_experiment
 
 import grid
-from grid.export import ExportError, export, main
-from grid.model import DepthGridModel, is_export, load_model
-from grid.predict import CheckpointError, predict
+from grid.inference.export import ExportError, export, main
+from grid.inference.model import DepthGridModel, is_export, load_model
+from grid.inference.checkpoints import CheckpointError
+from grid.inference.predict import predict
 from trainables.data import DataError
 from trainables.models import MODELS
 
@@ -256,7 +257,7 @@ def test_import_grid_stays_light():
             "print(light, load_model.__module__)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["True", "grid.model"], out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "grid.inference.model"], out.stderr[-2000:]
 
 
 def test_the_api_doc_example_runs(exp, tmp_path, monkeypatch, capsys):
@@ -281,7 +282,7 @@ def test_run_export_then_load_in_a_fresh_process(tmp_path):
     """Issue 14's check, literally: a smoke run on generated scenes, an export, then in another
     process load_model(F).predict(image) equals grid.predict's map for the same checkpoint, and
     DepthGridModel.from_pretrained(F) holds the checkpoint's weights."""
-    from grid.leaderboard import best_checkpoint
+    from grid.inference.checkpoints import resolve_checkpoint
     from grid.synth import generate
 
     scenes = generate(tmp_path / "scenes", scenes=5, views=3, size=(40, 56), seed=1)
@@ -291,7 +292,7 @@ def test_run_export_then_load_in_a_fresh_process(tmp_path):
     py = sys.executable
     # The console command `pip install -e .` puts beside this Python (CI's fresh venv has it).
     script = Path(py).with_name("depth-grid")
-    depth_grid = [str(script)] if script.is_file() else [py, "-m", "grid.main"]
+    depth_grid = [str(script)] if script.is_file() else [py, "-m", "grid.cli"]
     try:
         _run([*depth_grid, "run", "--space", "smoke", "--data", str(scenes), "--results", str(tmp_path / "results"),
               "--gpus-per-trial", "0", "--verbose", "0"], tmp_path, env)
@@ -300,7 +301,7 @@ def test_run_export_then_load_in_a_fresh_process(tmp_path):
     exp, folder = tmp_path / "results" / "smoke", tmp_path / "F"
     _run([*depth_grid, "export", "--experiment", str(exp), "--out", str(folder)], tmp_path, env)
     image = scenes / "sample_000004_rgb.png"
-    ckpt = best_checkpoint(exp)
+    ckpt = resolve_checkpoint(experiment=exp)
     _run([*depth_grid, "predict", "--checkpoint", str(ckpt), "--input", str(image), "--out", str(tmp_path / "p"),
           "--device", "cpu", "--workers", "0", "--no-png"], tmp_path, env)
     code = ("import sys, numpy as np, grid; "

@@ -172,8 +172,8 @@ def test_a_config_error_inside_a_trial_is_not_retried(ray_session, scenes: Path,
     door rejects: retrying cannot fix it, so the trial reports it once and ends as an error."""
     from ray import tune
 
-    from grid.experiment import prepare_bundle
-    from grid.leaderboard import build_leaderboard
+    from grid.experiment.prepare import prepare_bundle
+    from grid.experiment.leaderboard import build_leaderboard
     from trainables.data import DatasetSpec
     from trainables.trainable import train_depth
 

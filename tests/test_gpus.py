@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grid.experiment import ExperimentError
-from grid.gpus import (
+from grid.experiment.prepare import ExperimentError
+from grid.experiment.gpus import (
     NodeType,
     _monitor_config,
     addable_node_types,

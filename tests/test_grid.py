@@ -16,8 +16,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from grid.leaderboard import Storage, tune_statuses
-from grid.leaderboard import main as leaderboard_main
+from grid.experiment.leaderboard import Storage, tune_statuses
+from grid.experiment.leaderboard import main as leaderboard_main
 from grid.run import main as grid_main
 from grid.run import parse_args, run
 from grid.synth import generate

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from grid.cost import cost_line
-from grid.leaderboard import build_leaderboard, format_table
-from grid.plan import ExperimentError
+from grid.experiment.cost import cost_line
+from grid.experiment.leaderboard import build_leaderboard, format_table
+from grid.experiment.plan import ExperimentError
 
 
 def _trial(tune_dir: Path, name: str, epochs: list[dict], *, planned: int, error: str = "",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from grid.experiment import prepare_bundle
+from grid.experiment.prepare import prepare_bundle
 from grid.synth import generate
 from trainables.config import TrialConfig
 from trainables.data import DatasetSpec, load_depth

@@ -154,17 +154,18 @@ def test_pretrained_true_without_weights_says_how_to_provide_them(tmp_path: Path
     assert sorted(results) == NAMES
     for name, message in results.items():
         assert message.startswith("PretrainedWeightsError: "), (name, message)
-        assert any(hint in message for hint in ("HF_HOME", "pretrained=", "grid.weights fetch")), (
+        assert any(hint in message for hint in ("HF_HOME", "pretrained=", "depth-grid weights fetch")), (
             name, message)
-    assert "python -m grid.weights fetch" in results["mobilenet_unet"]
+    assert "depth-grid weights fetch" in results["mobilenet_unet"]
     assert "smp-hub/resnet18.imagenet" in results["resnet_unet"]
     assert not list((tmp_path / "torch").rglob("*.pth")), "something was downloaded"
 
 
 def test_models_cli_lists_every_architecture(capsys: pytest.CaptureFixture[str]) -> None:
-    from grid.models import count_parameters, main
+    from grid.cli import main
+    from grid.zoo import count_parameters
 
-    assert main(["--tiny"]) == 0
+    assert main(["models", "--tiny"]) == 0
     out = capsys.readouterr().out
     assert all(f"\n{name} " in out for name in NAMES), out
     assert "error" not in out

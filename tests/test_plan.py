@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from ray import tune
 
-from grid.plan import SPLIT_METHODS, check_plan, concrete_configs
-from grid.run import load_space, studies
-from grid.split import METHODS
+from grid.experiment.plan import SPLIT_METHODS, check_plan, concrete_configs
+from grid.experiment.config import RunConfig
+from grid.experiment.spaces import load_space, studies
+from grid.split.compute import METHODS
 from trainables.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,10 +65,7 @@ def test_domains_are_checked_at_their_bounds_and_categories() -> None:
 
 def test_sample_from_settings_are_resolved_per_grid_point() -> None:
     """cpu_transfer picks ``pretrained`` per architecture with sample_from."""
-    from argparse import Namespace
-
-    args = Namespace(name=None, space="cpu_transfer", epochs=None, image_size=None, set=[], arch=None)
-    plan = studies(load_space("cpu_transfer"), args, synthetic=False)
+    plan = studies(load_space("cpu_transfer"), RunConfig(space="cpu_transfer"), cpu_profile=False)
     by_arch = {c["arch"]: c["pretrained"] for c in concrete_configs(plan[0][1])}
     assert by_arch == {"mobilenet_unet": "yes", "unet": "no"}
     assert check_plan(plan) == 2

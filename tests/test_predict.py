@@ -1,4 +1,4 @@
-"""grid.predict: checkpoint loading, any-size inputs, batching, --experiment's choice, errors."""
+"""grid.inference.predict: checkpoint loading, any-size inputs, batching, --experiment's choice, errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from conftest import write_cil
 from PIL import Image
 
-from grid.leaderboard import COLUMNS
-from grid.predict import (
+from grid.experiment.leaderboard import COLUMNS
+from grid.inference.predict import (
     CheckpointError,
     collect_inputs,
     load_checkpoint_model,
@@ -21,7 +21,7 @@ from grid.predict import (
     predict,
     predict_items,
 )
-from grid.split import Split
+from grid.split.compute import Split
 from trainables.dataset import normalize
 from trainables.models import build_model
 

@@ -16,10 +16,10 @@ from conftest import write_nyu_like
 from scipy.stats import spearmanr
 from test_loop import TinyDepth, _batches
 
-from grid.evaluate import main as evaluate_main
-from grid.plan import ExperimentError, check_plan
-from grid.predict import depth_maps, load_checkpoint_model
-from grid.predict import main as predict_main
+from grid.inference.evaluate import main as evaluate_main
+from grid.experiment.plan import ExperimentError, check_plan
+from grid.inference.predict import depth_maps, load_checkpoint_model
+from grid.inference.predict import main as predict_main
 from grid.run import parse_args, run
 from trainables import augment
 from trainables.config import ConfigError, TrialConfig

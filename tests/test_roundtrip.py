@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from conftest import write_nyu_like
 
-from grid.evaluate import main as evaluate_main
-from grid.predict import main as predict_main
+from grid.inference.evaluate import main as evaluate_main
+from grid.inference.predict import main as predict_main
 from grid.run import parse_args, run
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from grid.run import available_spaces
+from grid.experiment.spaces import available_spaces
 from trainables.config import TrialConfig
 from trainables.models import MODELS
 
@@ -42,7 +42,7 @@ def test_spaces_import_no_model_code() -> None:
 def test_the_recipe_space_is_the_paper_then_each_option_alone_then_all() -> None:
     """Each variant differs from the paper's recipe in exactly its option's settings; the paper
     row is the paper's recipe itself; every concrete config is a valid trial."""
-    from grid.plan import concrete_configs
+    from grid.experiment.plan import concrete_configs
     from search_spaces import recipe
     from search_spaces.profiles import PAPER
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import write_cil
 
-import grid.split_graph as split_graph
-from grid.split import (
+import grid.split.graph as split_graph
+from grid.split.compute import (
     METHODS,
     Split,
     assign_clusters,
@@ -25,7 +25,7 @@ from grid.split import (
     main,
     rank_clusters,
 )
-from grid.split_graph import cross_split_pairs, sequence_pairs, strict_pairs
+from grid.split.graph import cross_split_pairs, sequence_pairs, strict_pairs
 from trainables.data import DataError, DatasetSpec, index_dataset
 
 F32 = np.float32
@@ -273,7 +273,7 @@ def test_one_cluster_cannot_be_split():
 # ---- caches, errors, files --------------------------------------------------------------------
 
 def test_embedding_cache_embeds_only_new_images(tmp_path, mobilenet_weights, monkeypatch):
-    import grid.embed
+    import grid.split.embed
 
     monkeypatch.setattr(grid.embed, "SHARD_SIZE", 4)  # 6 images -> shards of 4 and 2
     cache = tmp_path / "cache"

@@ -1,4 +1,4 @@
-"""grid.submit: the competition CSV decodes back to the clamped, rounded predictions, in list order."""
+"""grid.inference.submit: the competition CSV decodes back to the clamped, rounded predictions, in list order."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from conftest import write_cil
 from PIL import Image
 from test_predict import make_checkpoint, reference_depth
 
-from grid.predict import load_checkpoint_model
-from grid.submit import decode_row, encode_depth, main, read_submission
+from grid.inference.predict import load_checkpoint_model
+from grid.inference.submit import decode_row, encode_depth, main, read_submission
 
 
 def _test_set(root: Path, n: int = 5) -> tuple[Path, list[str]]:

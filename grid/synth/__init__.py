@@ -12,15 +12,14 @@ Hand-written because no maintained library renders depth + RGB with numpy alone;
 renderer (pyrender, Blender) would add an OpenGL/GPU dependency to the default data path.
 
 Layout: ``scene`` samples rooms and shapes, ``render`` shades views and moves the camera, this
-module writes datasets (``generate``, ``ensure_synthetic``) and holds the CLI (``main``).
+module writes datasets (``generate``, ``ensure_synthetic``); ``depth-grid synth`` is its command
+(``grid/cli/synth.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,6 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from grid.cli import parse_size, prog_name
 from grid.synth.render import HFOV_DEG, MOTIONS, ROOM_NORMALS, Camera, camera_path, render
 from grid.synth.scene import (
     EPS,
@@ -43,7 +41,7 @@ from grid.synth.scene import (
 
 __all__ = [
     "EPS", "GENERATOR_VERSION", "HFOV_DEG", "MOTIONS", "ROOM_NORMALS", "Box", "Camera", "Cylinder", "Material",
-    "Scene", "Sphere", "cache_key", "camera_path", "ensure_synthetic", "generate", "main", "make_scene", "render",
+    "Scene", "Sphere", "cache_key", "camera_path", "ensure_synthetic", "generate", "make_scene", "render",
 ]
 
 
@@ -138,24 +136,3 @@ def ensure_synthetic(cache_root: Path, *, scenes: int, views: int, size: tuple[i
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=prog_name("python -m grid.synth"), description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
-    ap.add_argument("--scenes", type=int, default=10)
-    ap.add_argument("--views", type=int, default=8, help="views per scene")
-    ap.add_argument("--size", type=parse_size, default=(426, 560), help="HxW, default 426x560")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--motion", choices=MOTIONS, default="jitter")
-    ap.add_argument("--workers", type=int, default=1, help="processes rendering scenes in parallel")
-    args = ap.parse_args(argv)
-    try:
-        out = generate(args.out, scenes=args.scenes, views=args.views, size=args.size, seed=args.seed,
-                       motion=args.motion, workers=args.workers)
-    except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.scenes * args.views} items to {out}")
-    return 0
-

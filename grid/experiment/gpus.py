@@ -1,0 +1,189 @@
+"""How many GPUs each trial asks for: 1 when the cluster has GPUs now or its autoscaler can add
+nodes with GPUs, else 0; an explicit ``--gpus-per-trial N`` no node can ever hold is refused.
+
+The decision (:func:`decide`) is a pure function of plain data. :func:`cluster_gpus` gathers it:
+the GPUs of the alive nodes from ``ray.nodes()``, and the GPU node types the autoscaler can add
+from a zero-CPU task on the head node (the driver may run elsewhere, e.g. through ``ray://``).
+Ray 2.60 has no public interface for those node types, so the task reads internals:
+
+- autoscaler v2 publishes them in the GCS (``ray._private.state.state.get_cluster_config()``,
+  what Ray Data's ``ray/data/_internal/cluster_autoscaler/util.py`` reads);
+- autoscaler v1, which ``ray up`` runs, publishes nothing: its node types are in the file its
+  monitor process was started with (``--autoscaling-config=...``). The task finds the monitor of
+  this cluster (its command line names this cluster's GCS address: other clusters may share the
+  machine) and reads that file; if it sees no monitor at all, ``~/ray_bootstrap_config.yaml``,
+  the file ``ray up`` writes (and Tune's ``ray/tune/execution/cluster_info.py`` checks).
+
+``tests/test_gpus.py`` fails if those internals move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"  # written by `ray up` on the head node
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A node type the autoscaler can add: GPUs per node, and at most how many nodes (-1: no limit)."""
+
+    name: str
+    gpus: float
+    max_nodes: int
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    gpus_per_trial: float
+    reason: str  # one line: why this many
+    gpus_now: float = 0.0  # GPUs of the nodes alive now
+    addable: tuple[NodeType, ...] = field(default=())  # node types with GPUs the autoscaler can add
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _gpus(x: float) -> str:
+    return f"{x:g} GPU" if x == 1 else f"{x:g} GPUs"
+
+
+def _describe(types: tuple[NodeType, ...]) -> str:
+    return ", ".join(f"{t.name} ({_fmt(t.gpus)} GPU per node, "
+                     f"{'no node limit' if t.max_nodes < 0 else f'up to {t.max_nodes} nodes'})" for t in types)
+
+
+def node_types_from_autoscaling_config(cfg: dict[str, Any]) -> tuple[NodeType, ...]:
+    """Worker node types with GPUs in an autoscaler v1 config (the YAML of ``ray up``), as Ray
+    reads it: a type's ``max_workers`` defaults to the global ``max_workers``, which caps it."""
+    cap = cfg.get("max_workers")
+    out = []
+    for name, nt in (cfg.get("available_node_types") or {}).items():
+        if name == cfg.get("head_node_type"):
+            continue
+        most = nt.get("max_workers", cap if cap is not None else -1)
+        if cap is not None and (most < 0 or most > cap):
+            most = cap
+        gpus = float((nt.get("resources") or {}).get("GPU", 0))
+        if gpus > 0 and most != 0:
+            out.append(NodeType(name, gpus, int(most)))
+    return tuple(out)
+
+
+def node_types_from_groups(groups: list[tuple[str, dict[str, float], int]]) -> tuple[NodeType, ...]:
+    """Node groups with GPUs from autoscaler v2's cluster config: (name, resources, max_count)."""
+    return tuple(NodeType(name, float(res.get("GPU", 0)), int(most))
+                 for name, res, most in groups if res.get("GPU", 0) > 0 and most != 0)
+
+
+def decide(requested: float | None, node_gpus: list[float], addable: tuple[NodeType, ...],
+           source: str = "") -> GpuPlan:
+    """GPUs per trial from the GPUs of the alive nodes and the addable GPU node types.
+
+    ``requested`` is ``--gpus-per-trial`` (None: not given). ``source`` says where ``addable``
+    came from (named in the reason). Raises ExperimentError for a request no node can hold.
+    """
+    now = float(sum(node_gpus))
+    largest_now = max(node_gpus, default=0.0)
+    have = f"cluster has {_gpus(now)} now"
+    if addable:
+        can_add = f"its autoscaler{f' ({source})' if source else ''} can add {_describe(addable)}"
+    else:
+        can_add = f"no node type with GPUs to add{f' ({source})' if source else ''}"
+    if requested is None:
+        if now > 0:
+            return GpuPlan(1.0, f"{have}", now, addable)
+        if addable:
+            return GpuPlan(1.0, f"{have}; {can_add}", now, addable)
+        return GpuPlan(0.0, f"{have} and {can_add}: trials train on CPU", now, addable)
+    if requested == 0:
+        return GpuPlan(0.0, "--gpus-per-trial 0: trials train on CPU", now, addable)
+    fits_now = requested <= largest_now
+    fits_type = [t for t in addable if requested <= t.gpus]
+    if not fits_now and not fits_type:
+        # Imported here: the head-node task imports this module, and grid.experiment pulls in torch.
+        from grid.experiment.plan import ExperimentError
+
+        raise ExperimentError(
+            f"--gpus-per-trial {_fmt(requested)}: no node has or can get {_gpus(requested)}, so every "
+            f"trial would wait forever. The {have} (at most {_fmt(largest_now)} on one node) and "
+            f"{can_add}. Pass --gpus-per-trial 0 to train on CPU, or leave it out "
+            "(1 when the cluster has or can add GPUs, else 0).")
+    where = (f"a node now has {_fmt(largest_now)}" if fits_now
+             else f"node type {fits_type[0].name} has {_fmt(fits_type[0].gpus)}")
+    return GpuPlan(float(requested), f"--gpus-per-trial {_fmt(requested)} ({where}); {have}", now, addable)
+
+
+# ---- what Ray knows (internals: see the module docstring) ---------------------------------------
+
+def _monitor_config(gcs_address: str, proc: Path = Path("/proc")) -> tuple[str, dict | None]:
+    """On the head node: (where, config) of this cluster's autoscaler v1 config file.
+
+    ``where`` names the monitor process or file read; config is None when the monitor runs
+    without ``--autoscaling-config`` (a cluster started by hand or by ``ray.init``: no autoscaler).
+    """
+    import yaml
+
+    for d in proc.glob("[0-9]*"):
+        try:
+            argv = (d / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        # Ray's services.start_monitor: python -u .../autoscaler/[v2/]monitor.py ... --gcs-address=A
+        if not any(a.endswith("monitor.py") for a in argv[:3]) or f"--gcs-address={gcs_address}" not in argv:
+            continue
+        flag = [a.split("=", 1)[1] for a in argv if a.startswith("--autoscaling-config=")]
+        if not flag:
+            return f"monitor pid {d.name} runs without --autoscaling-config", None
+        path = Path(flag[0]).expanduser()
+        if not path.is_absolute():
+            path = (d / "cwd").resolve() / path
+        return str(path), yaml.safe_load(path.read_text())
+    path = Path(BOOTSTRAP_CONFIG).expanduser()
+    if path.is_file():
+        return str(path), yaml.safe_load(path.read_text())
+    return "no autoscaler monitor found on the head node", None
+
+
+def _read_on_head() -> tuple[str, str, Any]:
+    """Runs on the head node (as a worker there, so also under Ray Client): ``("v2", where,
+    groups)`` or ``("v1", where, config or None)``."""
+    import ray
+    import ray._private.state
+
+    cluster_config = ray._private.state.state.get_cluster_config()  # autoscaler v2 (internal)
+    if cluster_config is not None and cluster_config.node_group_configs:
+        groups = [(g.name, dict(g.resources), g.max_count) for g in cluster_config.node_group_configs]
+        return "v2", "autoscaler v2 cluster config", groups
+    return ("v1", *_monitor_config(ray.get_runtime_context().gcs_address))
+
+
+def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], str]:
+    """GPU node types this cluster's autoscaler can add, and where that was read."""
+    import ray
+
+    task = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001}, max_retries=0)(_read_on_head)
+    ref = task.remote()
+    try:
+        kind, where, data = ray.get(ref, timeout=timeout_s)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as e:
+        ray.cancel(ref)
+        return (), f"autoscaler config unreadable on the head node ({type(e).__name__})"
+    if kind == "v2":
+        return node_types_from_groups(data), where
+    return (node_types_from_autoscaling_config(data) if data else ()), where
+
+
+def cluster_gpus(requested: float | None) -> GpuPlan:
+    """:func:`decide` for the connected Ray cluster (asks the autoscaler only when it matters)."""
+    import ray
+
+    node_gpus = [float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n["Alive"]]
+    if (requested is None and sum(node_gpus) > 0) or requested == 0 or (
+            requested is not None and requested <= max(node_gpus, default=0)):
+        return decide(requested, node_gpus, ())
+    addable, source = addable_node_types()
+    return decide(requested, node_gpus, addable, source)

@@ -1,0 +1,126 @@
+"""Score a folder of depth predictions against a dataset's ground truth.
+
+``depth-grid evaluate --pred DIR --data DIR`` reads one float ``.npy`` per list item, in
+metres, at ``DIR/<depth entry with suffix .npy>`` (``Item.pred_name``: ``x_depth.npy`` for the
+competition layout, ``depth/0001.npy`` for pairs), and prints every metric of
+``trainables.metrics`` averaged per image. Missing, extra, corrupt or wrongly sized predictions
+are reported all at once, naming the items (one ``DataError``).
+
+A prediction must have the target's size after ``--crop``; a prediction of the full uncropped
+frame is cropped like the target. ``--resize`` instead resizes any prediction bilinearly to the
+target's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from trainables.data import DataError, DatasetSpec, Item, index_dataset, load_depth
+from trainables.metrics import HIGHER_IS_BETTER, METRICS, MetricAccumulator
+
+MAX_LISTED = 20  # problems printed before "... and N more"
+
+
+def _problem_list(title: str, problems: list[str]) -> str:
+    shown = problems[:MAX_LISTED]
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return f"{title}:\n  " + "\n  ".join(shown) + more
+
+
+def check_files(pred_dir: Path, items: list[Item]) -> list[str]:
+    """Missing predictions and ``.npy`` files under ``pred_dir`` that belong to no item."""
+    expected = {it.pred_name: it for it in items}
+    missing = [f"{it.name}: prediction {pred_dir / name} not found"
+               for name, it in expected.items() if not (pred_dir / name).is_file()]
+    present = {p.relative_to(pred_dir).as_posix() for p in pred_dir.rglob("*.npy")}
+    extra = [f"{pred_dir / name}: extra prediction, not in the dataset list"
+             for name in sorted(present - {Path(n).as_posix() for n in expected})]
+    return missing + extra
+
+
+def load_prediction(path: Path) -> np.ndarray:
+    """A prediction file as float32 (H, W); ``DataError`` naming the file when unusable."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: corrupt or unreadable .npy ({e})") from e
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.squeeze(0) if arr.shape[0] == 1 else arr.squeeze(-1)
+    real = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    if arr.ndim != 2 or not real:
+        raise DataError(f"{path}: prediction must be a 2-D array of real numbers, got {arr.dtype} {arr.shape}")
+    arr = arr.astype(np.float32)
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise DataError(f"{path}: prediction has {bad} non-finite values (NaN or inf)")
+    return arr
+
+
+def match_size(pred: np.ndarray, target: np.ndarray, item: Item, spec: DatasetSpec, *,
+               resize: bool, path: Path) -> np.ndarray:
+    """The prediction at the target's size: unchanged, cropped like the target, or resized."""
+    if pred.shape == target.shape:
+        return pred
+    if spec.crop is not None:
+        top, bottom, left, right = spec.crop
+        full = load_depth(item, dataclasses.replace(spec, crop=None)).shape
+        if pred.shape == full:  # a full-frame prediction: score the same region as the target
+            return pred[top:bottom, left:right]
+    if resize:
+        t = torch.from_numpy(pred)[None, None]  # (1, 1, h, w)
+        return F.interpolate(t, size=target.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    raise DataError(f"{path}: prediction is {pred.shape[0]}x{pred.shape[1]} but the target of "
+                    f"{item.name} is {target.shape[0]}x{target.shape[1]} (pass --resize to resize)")
+
+
+def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False) -> dict:
+    """Metrics of the predictions in ``pred_dir`` for every item of ``spec``'s list.
+
+    Returns ``{<metric>: float for every name in METRICS, "count": images scored,
+    "skipped": images without a valid target pixel}``. Raises ``DataError`` listing every
+    problem (missing, extra, corrupt or wrongly sized predictions).
+    """
+    pred_dir = Path(pred_dir).expanduser().resolve()
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: prediction folder does not exist")
+    items = index_dataset(spec)
+    problems = check_files(pred_dir, items)
+    acc = MetricAccumulator()
+    skipped = 0
+    for item in tqdm(items, unit="img", desc="evaluate", disable=None):  # a bar on a terminal only
+        path = pred_dir / item.pred_name
+        if not path.is_file():
+            continue  # already reported as missing
+        try:
+            target = load_depth(item, spec)
+            pred = match_size(load_prediction(path), target, item, spec, resize=resize, path=path)
+        except DataError as e:
+            problems.append(str(e))
+            continue
+        before = acc.count
+        acc.update(pred, target)
+        skipped += acc.count == before
+    if problems:
+        raise DataError(_problem_list(f"{len(problems)} problem(s) with the predictions in {pred_dir}",
+                                      problems))
+    if acc.count == 0:
+        raise DataError(f"{spec.list_path}: no item has a valid ground-truth pixel; nothing to score")
+    return {**acc.result(), "count": acc.count, "skipped": skipped}
+
+
+def format_table(result: dict) -> str:
+    """The metrics as an aligned two-column text table."""
+    lines = [f"{'metric':<10} {'value':>10}"]
+    for name in METRICS:
+        better = "higher" if name in HIGHER_IS_BETTER else "lower"
+        lines.append(f"{name:<10} {result[name]:>10.4f}  ({better} is better)")
+    lines.append(f"{'images':<10} {result['count']:>10d}")
+    if result.get("skipped"):
+        lines.append(f"{'skipped':<10} {result['skipped']:>10d}  (no valid ground truth)")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Export a trained model as a Hugging Face model folder: config.json, model.safetensors, README.md.
+
+    depth-grid export --experiment results/smoke --out exported/smoke
+    depth-grid export --experiment results/smoke --trial 5c1e2_00001 --out exported/unet
+    depth-grid export --experiment results/smoke --out exported/smoke --push-to-hub me/depth-smoke
+
+The folder is ``huggingface_hub``'s PyTorch mixin format (``grid.inference.model.DepthGridModel``): it loads
+with ``grid.load_model(FOLDER)`` or ``DepthGridModel.from_pretrained(FOLDER)``, no architecture
+named by hand, and its model card says what trained it. Trial checkpoints are left as they are.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainables.provenance import versions
+
+if TYPE_CHECKING:
+    from grid.experiment.record import Experiment
+
+
+class ExportError(ValueError):
+    """The export cannot be written where asked."""
+
+
+def _check_out(out: Path) -> None:
+    from grid.inference.model import is_export
+
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not is_export(out)):
+        raise ExportError(f"{out}: exists and is not an earlier export; choose a new or empty folder")
+
+
+def export(experiment: str | Path | Experiment, out: str | Path, *, trial: str | None = None,
+           push_to_hub: str | None = None, command: Sequence[str] | None = None) -> Path:
+    """Write the experiment's best trial (or ``trial``, a leaderboard ``trial_id``) to ``out``.
+
+    Args:
+        push_to_hub: a Hub repo id (``user/name``) to upload the folder to, after writing it.
+        command: the command line recorded in the card (default: this process's).
+
+    Returns:
+        ``out``, holding ``config.json``, ``model.safetensors`` and ``README.md``.
+
+    Raises:
+        LeaderboardError: ``experiment`` is not an experiment folder or has no leaderboard.
+        ValueError: no such trial, a checkpoint that cannot be used, ``out`` holds other files.
+    """
+    from grid.inference.model import experiment_model
+
+    out = Path(out).expanduser()
+    _check_out(out)  # before loading anything
+    model = experiment_model(experiment, trial)
+    record = model.training_record
+    print(f"Exporting trial {record.get('trial_id')} ({model.config['arch']}, epoch {record.get('epoch')}, "
+          f"si_rmse {record.get('metrics', {}).get('si_rmse')}) from {record.get('checkpoint')}")
+    model.config["training_record"] = {**record, "export": {
+        "command": list(command if command is not None else sys.argv), "versions": versions()}}
+    (out / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card: write it anew
+    model.save_pretrained(out)
+    print(f"written: {out} (config.json, model.safetensors, README.md)")
+    if push_to_hub:
+        try:  # the mixin uploads a fresh save of the same model and card
+            model.push_to_hub(push_to_hub)
+        except Exception as e:  # network, token and Hub errors alike; the local folder stays
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"push to {push_to_hub} failed ({first}); {out} is written") from e
+        print(f"pushed to https://huggingface.co/{push_to_hub}")
+    return out
