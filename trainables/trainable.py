@@ -166,8 +166,7 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
     try:
         for epoch in range(state.epoch, cfg.epochs):
             t0 = time.perf_counter()
-            train_loss = train_one_epoch(state.model, train_loader, state.optimizer, state.scaler, state.scheduler,
-                                         cfg, device, epoch, resumed_epoch=state.resumed_epoch, ema=state.ema)
+            train_loss = train_one_epoch(state, train_loader, cfg, device)
             metrics, panels = evaluate(state.eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
             state.train_seconds += time.perf_counter() - t0
             step = state.epoch = epoch + 1
