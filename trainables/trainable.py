@@ -11,9 +11,11 @@ import logging
 import platform
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ray import tune
 from torch.utils.tensorboard import SummaryWriter
@@ -25,7 +27,7 @@ from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch
 from trainables.models import MODELS, PretrainedWeightsError, build_model
 from trainables.plugins import load_plugins
 from trainables.provenance import device_name, versions
-from trainables.state import TrialState
+from trainables.state import RAW_MODEL_KEY, TrialState
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -63,7 +65,7 @@ def trial_model(cfg: TrialConfig, state: dict[str, Any] | None) -> tuple[torch.n
     if state is None:
         return build_trial_model(cfg)
     model = build_model(cfg.arch, pretrained=False, **cfg.model_kwargs)
-    model.load_state_dict(state.get("raw_model") or state["model"])  # raw_model: saved with an EMA
+    model.load_state_dict(state.get(RAW_MODEL_KEY) or state["model"])  # raw_model: saved with an EMA
     return model, state["weights"]
 
 
@@ -134,6 +136,64 @@ def write_hparams(writer: SummaryWriter, cfg: TrialConfig) -> None:
         writer.file_writer.add_summary(summary)
 
 
+@dataclass(frozen=True)
+class TrialInfo:
+    """What stays fixed through a trial and goes with each epoch's result and checkpoint."""
+
+    cfg: TrialConfig
+    device: torch.device
+    weights: str  # where the weights came from: build_trial_model's label
+    params: int
+    provenance: dict[str, Any]  # the driver's, plus this trial's versions, device and host
+
+    def record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint's part beside the training state (``trainables.state.RECORD_KEYS``)."""
+        return {"trial_config": self.cfg.to_dict(), "image_size": list(self.cfg.image_size),
+                "metrics": metrics, "weights": self.weights, "provenance": self.provenance}
+
+
+def trial_provenance(provenance: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+    """The driver's provenance (command, versions, commit) with this trial's versions, device and
+    host: a worker node may differ from the driver."""
+    return {**(provenance or {}), "trial_versions": versions(), "device": device_name(device),
+            "hostname": platform.node(), "node_id": _node_id()}
+
+
+def epoch_result(state: TrialState, trial: TrialInfo, train_loss: float,
+                 metrics: dict[str, float]) -> dict[str, Any]:
+    """The epoch just done (``state.epoch``) as Tune's result row."""
+    return {
+        "epoch": state.epoch, "train_loss": train_loss, **metrics, "lr": state.optimizer.param_groups[0]["lr"],
+        "params": trial.params, "weights": trial.weights, "device": trial.device.type,
+        "train_seconds": state.train_seconds, "hostname": platform.node(), "node_id": _node_id(),
+        "gpu_ids": _gpu_ids(), "device_name": trial.provenance["device"],  # priced by grid.cost
+    }
+
+
+def log_epoch(writer: SummaryWriter, state: TrialState, result: dict[str, Any], metrics: dict[str, float],
+              panels: list[np.ndarray]) -> None:
+    """TensorBoard: the train loss, the validation ``metrics``, the lr(s) and the depth panels."""
+    step = state.epoch
+    for key in ("train_loss", *metrics):
+        writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
+    writer.add_scalar("train/lr", result["lr"], step)
+    if len(state.optimizer.param_groups) > 1:
+        writer.add_scalar("train/lr_encoder", state.optimizer.param_groups[1]["lr"], step)
+    for i, panel in enumerate(panels):
+        writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
+    writer.flush()
+
+
+def report(state: TrialState, trial: TrialInfo, result: dict[str, Any]) -> None:
+    """Report ``result`` to Tune with the epoch's checkpoint: ``checkpoint.pt`` (the state and
+    the trial's record) and ``metrics.json`` (read by the leaderboard)."""
+    metrics = {k: v for k, v in result.items() if k != "weights"}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(Path(tmp), state.state_dict(trial.record(metrics)))
+        write_json(Path(tmp) / "metrics.json", metrics)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
 def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[str, Any] | None = None,
                 plugins: list[str] | tuple[str, ...] = (), eval_sets: tuple[EvalSet, ...] = ()) -> None:
     """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch.
@@ -154,46 +214,25 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
         return
     torch.manual_seed(cfg.seed)
     device = pick_device()
-    prov = {**(provenance or {}), "trial_versions": versions(), "device": device_name(device),
-            "hostname": platform.node(), "node_id": _node_id()}
     train_loader, val_loader = make_loaders(cfg, data)
-    state, weights = trial_state(cfg, train_loader, device)
-    n_params = sum(p.numel() for p in state.model.parameters())
-
+    state, weights = trial_state(cfg, train_loader, device)  # new, or resumed from its checkpoint
+    params = sum(p.numel() for p in state.model.parameters())
+    trial = TrialInfo(cfg, device, weights, params, trial_provenance(provenance, device))
     # purge_step drops events a killed run logged after its last checkpoint: no duplicate epochs.
     writer = SummaryWriter(log_dir=str(_trial_dir()), purge_step=state.epoch + 1)
     write_hparams(writer, cfg)
     try:
-        for epoch in range(state.epoch, cfg.epochs):
+        while state.epoch < cfg.epochs:
             t0 = time.perf_counter()
             train_loss = train_one_epoch(state, train_loader, cfg, device)
             metrics, panels = evaluate(state.eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
             state.train_seconds += time.perf_counter() - t0
-            step = state.epoch = epoch + 1
-            result = {
-                "epoch": step, "train_loss": train_loss, **metrics, "lr": state.optimizer.param_groups[0]["lr"],
-                "params": n_params, "weights": weights, "device": device.type, "train_seconds": state.train_seconds,
-                "hostname": platform.node(), "node_id": _node_id(), "gpu_ids": _gpu_ids(),
-                "device_name": prov["device"],  # priced by grid.cost
-            }
-            if step == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
-                result.update(score_eval_sets(eval_sets, state.eval_model, metrics, cfg, device, step))
-            for key in ("train_loss", *metrics):
-                writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
-            writer.add_scalar("train/lr", result["lr"], step)
-            if len(state.optimizer.param_groups) > 1:
-                writer.add_scalar("train/lr_encoder", state.optimizer.param_groups[1]["lr"], step)
-            for i, panel in enumerate(panels):
-                writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
-            writer.flush()
-            checkpoint = state.state_dict({
-                "trial_config": cfg.to_dict(), "image_size": list(cfg.image_size),
-                "metrics": {k: v for k, v in result.items() if k != "weights"}, "weights": weights,
-                "provenance": prov})
-            with tempfile.TemporaryDirectory() as tmp:
-                save_checkpoint(Path(tmp), checkpoint)
-                write_json(Path(tmp) / "metrics.json", checkpoint["metrics"])  # read by the leaderboard
-                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+            state.epoch += 1
+            result = epoch_result(state, trial, train_loss, metrics)
+            if state.epoch == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
+                result.update(score_eval_sets(eval_sets, state.eval_model, metrics, cfg, device, state.epoch))
+            log_epoch(writer, state, result, metrics, panels)
+            report(state, trial, result)
     finally:
         writer.close()
         release_memory()
