@@ -84,6 +84,7 @@ def train_seconds(model: torch.nn.Module, batch: int, size: tuple[int, int], amp
     the scaler skipped for inf/NaN gradients (each halves its scale; they skip AdamW's update)."""
     from trainables.config import TrialConfig
     from trainables.loop import train_one_epoch
+    from trainables.state import TrialState
 
     cfg = TrialConfig(arch="bench", batch_size=batch, accum_steps=1, image_size=size, amp=amp, channels_last=amp,
                       pretrained="no")
@@ -95,10 +96,10 @@ def train_seconds(model: torch.nn.Module, batch: int, size: tuple[int, int], amp
     sample = {"image": torch.randn(batch, 3, *size, generator=gen).to(device),  # (B, 3, H, W)
               "depth": (1.0 + 6.0 * torch.rand(batch, 1, *size, generator=gen)).to(device)}  # metres
     if warmup:
-        train_one_epoch(model, [sample] * warmup, optimizer, scaler, None, cfg, device, epoch=0)
+        train_one_epoch(TrialState(model, optimizer, scaler), [sample] * warmup, cfg, device)
     _sync(device)
     t, scale = time.perf_counter(), scaler.get_scale()
-    train_one_epoch(model, [sample] * steps, optimizer, scaler, None, cfg, device, epoch=0)
+    train_one_epoch(TrialState(model, optimizer, scaler), [sample] * steps, cfg, device)
     _sync(device)
     return time.perf_counter() - t, round(math.log2(scale / scaler.get_scale())) if scaler.is_enabled() else 0
 

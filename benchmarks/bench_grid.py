@@ -77,6 +77,7 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
     from trainables.loop import make_loaders, train_one_epoch
     from trainables.losses import si_log_loss
     from trainables.models import build_model
+    from trainables.state import TrialState
 
     torch.set_num_threads(1)
     # The step of a real CPU trial (search_spaces/cpu_transfer.py): small MobileNet-U-Net, batch 8.
@@ -86,6 +87,7 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
     model = build_model(cfg.arch, **cfg.model_kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
+    state = TrialState(model, opt, scaler)
     batch = next(iter(train_loader))
     image, target = batch["image"], batch["depth"]
 
@@ -101,13 +103,12 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
 
     def ours() -> float:
         t0 = time.perf_counter()
-        train_one_epoch(model, train_loader, opt, scaler, None, cfg, torch.device("cpu"), epoch=0)
+        train_one_epoch(state, train_loader, cfg, torch.device("cpu"))
         return time.perf_counter() - t0
 
     def ours_steps(steps: int) -> float:  # an epoch cut to ``steps`` steps
         t0 = time.perf_counter()
-        train_one_epoch(model, train_loader, opt, scaler, None, dataclasses.replace(cfg, max_steps_per_epoch=steps),
-                        torch.device("cpu"), epoch=0)
+        train_one_epoch(state, train_loader, dataclasses.replace(cfg, max_steps_per_epoch=steps), torch.device("cpu"))
         return time.perf_counter() - t0
 
     bare(), ours()  # warm-up

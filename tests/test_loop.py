@@ -18,6 +18,7 @@ from trainables.loop import evaluate, make_loaders, train_one_epoch, updates_per
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
 from trainables.models.base import DepthModel
+from trainables.state import TrialState
 
 
 class TinyDepth(DepthModel):
@@ -58,7 +59,7 @@ def test_accumulation_applies_each_groups_mean_loss_gradient() -> None:
     steps = []
     optimizer.register_step_post_hook(lambda *_: steps.append(1))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    train_one_epoch(model, batches, optimizer, scaler, None, cfg, torch.device("cpu"), epoch=0)
+    train_one_epoch(TrialState(model, optimizer, scaler), batches, cfg, torch.device("cpu"))
     assert len(steps) == 3 == updates_per_epoch(len(batches), cfg)
 
     ref_opt = torch.optim.SGD(reference.parameters(), lr=0.1)

@@ -29,6 +29,7 @@ from trainables.loop import train_one_epoch
 from trainables.models import MODELS, build_model, register_model
 from trainables.models.registry import parameter_groups
 from trainables.recipe import forward_log_tta, make_ema, make_optimizer, make_scheduler
+from trainables.state import TrialState
 
 
 def _position_pair(h: int = 48, w: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -175,7 +176,7 @@ def test_the_ema_follows_its_formula_and_differs_from_the_raw_weights() -> None:
     raw, expected = [], None
     optimizer.register_step_post_hook(lambda *_: raw.append({k: v.clone() for k, v in model.state_dict().items()}))
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    train_one_epoch(model, _batches(3), optimizer, scaler, None, cfg, torch.device("cpu"), epoch=0, ema=ema)
+    train_one_epoch(TrialState(model, optimizer, scaler, ema=ema), _batches(3), cfg, torch.device("cpu"))
     for t, weights in enumerate(raw, start=1):
         decay = 0.0 if t == 1 else min(0.9, 1 - (1 + (t - 1)) ** -0.75)  # timm's warmup
         expected = weights if expected is None else {k: decay * expected[k] + (1 - decay) * w

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from trainables.dataset import DepthDataset, collate, denormalize
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
 from trainables.recipe import forward_log_tta
+
+if TYPE_CHECKING:  # trainables.state builds on this module
+    from trainables.state import TrialState
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,11 @@ def check_fault(cfg: TrialConfig, epoch: int, step: int, resumed_epoch: int = -1
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, scheduler, cfg: TrialConfig, device: torch.device,
-                    epoch: int, resumed_epoch: int = -1, ema=None) -> float:
-    """One pass (or ``max_steps_per_epoch`` steps) with gradient accumulation; mean loss.
-    ``ema`` (``trainables.recipe.make_ema``) is updated after every optimiser step."""
+def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, device: torch.device) -> float:
+    """Train epoch ``state.epoch`` (0-based): one pass over ``loader`` (or ``max_steps_per_epoch``
+    steps) with gradient accumulation; the mean loss. The schedule steps and the EMA updates
+    after every optimiser step; the caller advances ``state.epoch`` once the epoch is done."""
+    model, optimizer, scaler, epoch = state.model, state.optimizer, state.scaler, state.epoch
     model.train()
     total, count = 0.0, 0
     optimizer.zero_grad(set_to_none=True)
@@ -106,7 +110,7 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
     for step, batch in enumerate(loader):
         if step >= n_steps:
             break
-        check_fault(cfg, epoch, step, resumed_epoch)
+        check_fault(cfg, epoch, step, state.resumed_epoch)
         image = _to_device(batch["image"], cfg, device)  # (B, 3, h, w)
         target = batch["depth"].to(device, non_blocking=True)  # (B, 1, h, w)
         with _autocast(cfg, device):
@@ -123,11 +127,11 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            if scheduler is not None:
-                scheduler.step()
+            if state.scheduler is not None:
+                state.scheduler.step()
             update += 1
-            if ema is not None:
-                ema.update(model, step=update)
+            if state.ema is not None:
+                state.ema.update(model, step=update)
         total += float(loss.detach())
         count += 1
     return total / max(count, 1)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import platform
-import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,11 @@ from torch.utils.tensorboard import SummaryWriter
 from trainables.config import ConfigError, TrialConfig
 from trainables.eval_sets import EvalSet, score_eval_sets
 from trainables.io import atomic_write, write_json
-from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch, updates_per_epoch
+from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch
 from trainables.models import MODELS, PretrainedWeightsError, build_model
 from trainables.plugins import load_plugins
 from trainables.provenance import device_name, versions
-from trainables.recipe import make_ema, make_optimizer, make_scheduler
+from trainables.state import RAW_MODEL_KEY, TrialState
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -65,7 +65,7 @@ def trial_model(cfg: TrialConfig, state: dict[str, Any] | None) -> tuple[torch.n
     if state is None:
         return build_trial_model(cfg)
     model = build_model(cfg.arch, pretrained=False, **cfg.model_kwargs)
-    model.load_state_dict(state.get("raw_model") or state["model"])  # raw_model: saved with an EMA
+    model.load_state_dict(state.get(RAW_MODEL_KEY) or state["model"])  # raw_model: saved with an EMA
     return model, state["weights"]
 
 
@@ -79,28 +79,18 @@ def load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any]:
         return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
-def rng_state(loader: torch.utils.data.DataLoader) -> dict[str, Any]:
-    """Every random state the next epoch draws from: torch (dropout, flips in-process), CUDA,
-    numpy, Python, and the train loader's generator (shuffle order, loader workers' seeds).
-    Plain tensors and tuples, so checkpoints still load with ``weights_only=True``."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(), "loader": loader.generator.get_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict[str, Any], loader: torch.utils.data.DataLoader) -> None:
-    torch.set_rng_state(state["torch"])
-    loader.generator.set_state(state["loader"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+def trial_state(cfg: TrialConfig, train_loader: torch.utils.data.DataLoader,
+                device: torch.device) -> tuple[TrialState, str]:
+    """The trial's state and its weights label (``build_trial_model``): a new one, or the one
+    its last checkpoint saved when Tune restarted it (``tune.get_checkpoint()``)."""
+    checkpoint = tune.get_checkpoint()
+    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
+    model, weights = trial_model(cfg, saved)
+    state = TrialState.create(cfg, model, train_loader, device)
+    if saved is not None:
+        state.load_state_dict(saved)  # the same shuffle, flips and dropout as unbroken
+        log.info("resumed %s from epoch %d", cfg.arch, state.epoch)
+    return state, weights
 
 
 def _trial_dir() -> Path:
@@ -146,6 +136,64 @@ def write_hparams(writer: SummaryWriter, cfg: TrialConfig) -> None:
         writer.file_writer.add_summary(summary)
 
 
+@dataclass(frozen=True)
+class TrialInfo:
+    """What stays fixed through a trial and goes with each epoch's result and checkpoint."""
+
+    cfg: TrialConfig
+    device: torch.device
+    weights: str  # where the weights came from: build_trial_model's label
+    params: int
+    provenance: dict[str, Any]  # the driver's, plus this trial's versions, device and host
+
+    def record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint's part beside the training state (``trainables.state.RECORD_KEYS``)."""
+        return {"trial_config": self.cfg.to_dict(), "image_size": list(self.cfg.image_size),
+                "metrics": metrics, "weights": self.weights, "provenance": self.provenance}
+
+
+def trial_provenance(provenance: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+    """The driver's provenance (command, versions, commit) with this trial's versions, device and
+    host: a worker node may differ from the driver."""
+    return {**(provenance or {}), "trial_versions": versions(), "device": device_name(device),
+            "hostname": platform.node(), "node_id": _node_id()}
+
+
+def epoch_result(state: TrialState, trial: TrialInfo, train_loss: float,
+                 metrics: dict[str, float]) -> dict[str, Any]:
+    """The epoch just done (``state.epoch``) as Tune's result row."""
+    return {
+        "epoch": state.epoch, "train_loss": train_loss, **metrics, "lr": state.optimizer.param_groups[0]["lr"],
+        "params": trial.params, "weights": trial.weights, "device": trial.device.type,
+        "train_seconds": state.train_seconds, "hostname": platform.node(), "node_id": _node_id(),
+        "gpu_ids": _gpu_ids(), "device_name": trial.provenance["device"],  # priced by grid.cost
+    }
+
+
+def log_epoch(writer: SummaryWriter, state: TrialState, result: dict[str, Any], metrics: dict[str, float],
+              panels: list[np.ndarray]) -> None:
+    """TensorBoard: the train loss, the validation ``metrics``, the lr(s) and the depth panels."""
+    step = state.epoch
+    for key in ("train_loss", *metrics):
+        writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
+    writer.add_scalar("train/lr", result["lr"], step)
+    if len(state.optimizer.param_groups) > 1:
+        writer.add_scalar("train/lr_encoder", state.optimizer.param_groups[1]["lr"], step)
+    for i, panel in enumerate(panels):
+        writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
+    writer.flush()
+
+
+def report(state: TrialState, trial: TrialInfo, result: dict[str, Any]) -> None:
+    """Report ``result`` to Tune with the epoch's checkpoint: ``checkpoint.pt`` (the state and
+    the trial's record) and ``metrics.json`` (read by the leaderboard)."""
+    metrics = {k: v for k, v in result.items() if k != "weights"}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(Path(tmp), state.state_dict(trial.record(metrics)))
+        write_json(Path(tmp) / "metrics.json", metrics)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
 def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[str, Any] | None = None,
                 plugins: list[str] | tuple[str, ...] = (), eval_sets: tuple[EvalSet, ...] = ()) -> None:
     """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch.
@@ -166,75 +214,25 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
         return
     torch.manual_seed(cfg.seed)
     device = pick_device()
-    prov = {**(provenance or {}), "trial_versions": versions(), "device": device_name(device),
-            "hostname": platform.node(), "node_id": _node_id()}
-    checkpoint = tune.get_checkpoint()
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
-    model, weights = trial_model(cfg, state)
-    n_params = sum(p.numel() for p in model.parameters())
-    model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
     train_loader, val_loader = make_loaders(cfg, data)
-    optimizer = make_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
-    scheduler = make_scheduler(optimizer, cfg, updates_per_epoch(len(train_loader), cfg))
-    ema = make_ema(model, cfg)  # validation, checkpoints and predictions use its weights
-    if ema is not None and state is not None:
-        ema.module.load_state_dict(state["model"])
-    eval_model = ema.module if ema is not None else model
-
-    start_epoch, elapsed = 0, 0.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], train_loader)  # the same shuffle, flips and dropout as unbroken
-        start_epoch, elapsed = state["epoch"], state.get("train_seconds", 0.0)
-        log.info("resumed %s from epoch %d", cfg.arch, start_epoch)
-
+    state, weights = trial_state(cfg, train_loader, device)  # new, or resumed from its checkpoint
+    params = sum(p.numel() for p in state.model.parameters())
+    trial = TrialInfo(cfg, device, weights, params, trial_provenance(provenance, device))
     # purge_step drops events a killed run logged after its last checkpoint: no duplicate epochs.
-    writer = SummaryWriter(log_dir=str(_trial_dir()), purge_step=start_epoch + 1)
+    writer = SummaryWriter(log_dir=str(_trial_dir()), purge_step=state.epoch + 1)
     write_hparams(writer, cfg)
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        while state.epoch < cfg.epochs:
             t0 = time.perf_counter()
-            train_loss = train_one_epoch(model, train_loader, optimizer, scaler, scheduler, cfg, device, epoch,
-                                         resumed_epoch=start_epoch if checkpoint is not None else -1, ema=ema)
-            metrics, panels = evaluate(eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
-            elapsed += time.perf_counter() - t0
-            step = epoch + 1
-            result = {
-                "epoch": step, "train_loss": train_loss, **metrics, "lr": optimizer.param_groups[0]["lr"],
-                "params": n_params, "weights": weights, "device": device.type, "train_seconds": elapsed,
-                "hostname": platform.node(), "node_id": _node_id(), "gpu_ids": _gpu_ids(),
-                "device_name": prov["device"],  # priced by grid.cost
-            }
-            if step == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
-                result.update(score_eval_sets(eval_sets, eval_model, metrics, cfg, device, step))
-            for key in ("train_loss", *metrics):
-                writer.add_scalar(f"{'train' if key == 'train_loss' else 'val'}/{key}", result[key], step)
-            writer.add_scalar("train/lr", result["lr"], step)
-            if len(optimizer.param_groups) > 1:
-                writer.add_scalar("train/lr_encoder", optimizer.param_groups[1]["lr"], step)
-            for i, panel in enumerate(panels):
-                writer.add_image(f"val/depth_{i}", panel, step)  # RGB | target | prediction
-            writer.flush()
-            state = {
-                "model": eval_model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {}, "epoch": step,
-                "arch_config": model.arch_config, "trial_config": cfg.to_dict(),
-                "image_size": list(cfg.image_size), "metrics": {k: v for k, v in result.items() if k != "weights"},
-                "weights": weights, "train_seconds": elapsed, "rng": rng_state(train_loader),
-                "provenance": prov,
-            }
-            if ema is not None:  # "model" holds the EMA weights; resuming needs the raw ones too
-                state["raw_model"] = model.state_dict()
-            with tempfile.TemporaryDirectory() as tmp:
-                save_checkpoint(Path(tmp), state)
-                write_json(Path(tmp) / "metrics.json", state["metrics"])  # read by the leaderboard
-                tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+            train_loss = train_one_epoch(state, train_loader, cfg, device)
+            metrics, panels = evaluate(state.eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
+            state.train_seconds += time.perf_counter() - t0
+            state.epoch += 1
+            result = epoch_result(state, trial, train_loss, metrics)
+            if state.epoch == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
+                result.update(score_eval_sets(eval_sets, state.eval_model, metrics, cfg, device, state.epoch))
+            log_epoch(writer, state, result, metrics, panels)
+            report(state, trial, result)
     finally:
         writer.close()
         release_memory()

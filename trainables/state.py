@@ -1,0 +1,139 @@
+"""A trial's training state: what one epoch hands the next, and all its checkpoint holds.
+
+``TrialState.create`` builds a new trial's (the optimiser, AMP scaler, lr schedule and EMA its
+config asks for); ``state_dict`` is the checkpoint's dict and ``load_state_dict`` resumes from
+one exactly: every weight, the optimiser's moments, the schedule, the epoch, and every random
+state the next epoch draws from, so a resumed trial ends bit-identical to one never stopped
+(``tests/test_faults.py``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from trainables.config import TrialConfig
+from trainables.loop import updates_per_epoch
+from trainables.recipe import make_ema, make_optimizer, make_scheduler
+
+if TYPE_CHECKING:
+    from timm.utils import ModelEmaV3
+
+# checkpoint.pt's keys, in the order they are written. grid/checkpoints.py, the leaderboard,
+# predict and export read them and docs/DESIGN.md lists them: changing one changes the format.
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "scheduler", "epoch", "arch_config", "trial_config",
+                   "image_size", "metrics", "weights", "train_seconds", "rng", "provenance")
+# The trial's record, which the trainable hands to ``state_dict``; the state writes the others.
+RECORD_KEYS = ("trial_config", "image_size", "metrics", "weights", "provenance")
+# Written last when an EMA is on: "model" then holds the EMA's weights, and a resume needs the raw ones.
+RAW_MODEL_KEY = "raw_model"
+
+
+@dataclass
+class TrialState:
+    """Everything a trial carries from one epoch to the next.
+
+    ``epoch`` counts the epochs done, so it is also the next one to train (0-based);
+    ``train_seconds`` is their training and validation time. ``train_loader`` is here for its
+    generator (the shuffle order, the loader workers' seeds), part of the random state a
+    checkpoint saves; a bare loop that never checkpoints (tests, benchmarks) may leave it
+    ``None``. ``resumed_epoch`` is the epoch this process resumed at, -1 in a fresh trial (the
+    test-only ``kill`` fault fires only then); it is not saved.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    ema: ModelEmaV3 | None = None
+    train_loader: DataLoader | None = None
+    epoch: int = 0
+    train_seconds: float = 0.0
+    resumed_epoch: int = -1
+
+    @classmethod
+    def create(cls, cfg: TrialConfig, model: torch.nn.Module, train_loader: DataLoader,
+               device: torch.device) -> TrialState:
+        """A new trial's state: ``model`` moved to ``device`` (channels-last on CUDA when
+        ``cfg.channels_last``), with the optimiser, scaler, schedule and EMA ``cfg`` asks for."""
+        model.to(device)
+        if device.type == "cuda" and cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, cfg)
+        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
+        scheduler = make_scheduler(optimizer, cfg, updates_per_epoch(len(train_loader), cfg))
+        ema = make_ema(model, cfg)
+        return cls(model, optimizer, scaler, scheduler, ema, train_loader)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights validation, checkpoints and predictions use: the EMA's when it is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def state_dict(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint: this state, plus the trial's ``record`` (``RECORD_KEYS``), keyed and
+        ordered as ``CHECKPOINT_KEYS`` (then ``raw_model`` with an EMA). Plain tensors and
+        containers, so it loads with ``torch.load(weights_only=True)``."""
+        if sorted(record) != sorted(RECORD_KEYS):
+            raise ValueError(f"a checkpoint record has the keys {RECORD_KEYS}, got {tuple(record)}")
+        if self.train_loader is None:
+            raise ValueError("a state without its train loader cannot be checkpointed: the "
+                             "loader's generator is part of the random state")
+        own = {
+            "model": self.eval_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "epoch": self.epoch, "arch_config": self.model.arch_config,
+            "train_seconds": self.train_seconds, "rng": rng_state(self.train_loader),
+        }
+        both = {**own, **record}
+        state = {key: both[key] for key in CHECKPOINT_KEYS}
+        if self.ema is not None:
+            state[RAW_MODEL_KEY] = self.model.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from a checkpoint (``state_dict``'s dict): the next epoch trains, shuffles,
+        flips and drops out exactly as it would have in the run that saved it."""
+        if self.train_loader is None:
+            raise ValueError("a state without its train loader cannot resume its random state")
+        self.model.load_state_dict(state.get(RAW_MODEL_KEY) or state["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], self.train_loader)
+        self.epoch = self.resumed_epoch = state["epoch"]
+        self.train_seconds = state.get("train_seconds", 0.0)
+
+
+def rng_state(loader: DataLoader) -> dict[str, Any]:
+    """Every random state the next epoch draws from: torch (dropout, flips in-process), CUDA,
+    numpy, Python, and the train loader's generator (shuffle order, loader workers' seeds).
+    Plain tensors and tuples, so checkpoints still load with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(), "loader": loader.generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], loader: DataLoader) -> None:
+    """Restore what ``rng_state`` saved."""
+    torch.set_rng_state(state["torch"])
+    loader.generator.set_state(state["loader"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
