@@ -2,7 +2,7 @@
 
 import sys
 
-from grid.experiment.run import main
+from grid.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["run", *sys.argv[1:]]))

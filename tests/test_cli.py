@@ -256,7 +256,7 @@ def test_the_error_map_renders_foreign_errors_on_one_line(tmp_path: Path, capsys
         assert report(FileNotFoundError(2, "No such file or directory", str(tmp_path / "x.png"))) == 2
         assert report(RuntimeError("a bug")) is None  # not in the map: the traceback stays
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 4 and all(line.startswith("depth-grid predict: error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert f"{bad}: not a readable checkpoint (Weights only load failed" in lines[0]
     assert "cannot identify image file" in lines[1] and str(bad) in lines[1]
     assert "10.0.0.1:6379" in lines[2] and lines[3].endswith("x.png: No such file or directory")

@@ -11,13 +11,15 @@ from PIL import Image
 from test_predict import make_checkpoint, make_experiment, reference_depth
 from test_submit import _decode, _test_set
 
-from grid.inference.evaluate import main as evaluate_main
+from grid.cli import command
 from grid.inference.predict import load_checkpoint_model
-from grid.inference.predict import main as predict_main
-from grid.inference.submit import main as submit_main
 from grid.inference.submit import read_submission
 from trainables.data import DatasetSpec, index_dataset, load_depth
 from trainables.metrics import MetricAccumulator
+
+evaluate_main = command("evaluate")
+predict_main = command("predict")
+submit_main = command("submit")
 
 
 @pytest.fixture

@@ -11,12 +11,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from grid.cli import command
+from grid.cli.run import parse_args
 from grid.experiment.eval_data import parse_eval_data
-from grid.inference.evaluate import main as evaluate_main
-from grid.inference.predict import main as predict_main
-from grid.run import main as grid_main
-from grid.run import parse_args, run
+from grid.experiment.run import run
 from grid.synth import generate
+
+evaluate_main = command("evaluate")
+predict_main = command("predict")
+grid_main = command("run")
 
 
 @pytest.fixture(scope="module")

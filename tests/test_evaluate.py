@@ -13,9 +13,12 @@ import pytest
 from conftest import write_cil, write_pairs
 from PIL import Image
 
-from grid.inference.evaluate import evaluate, main
+from grid.cli import command
+from grid.inference.evaluate import evaluate
 from trainables.data import DataError, DatasetSpec, index_dataset, load_depth
 from trainables.metrics import METRICS, MetricAccumulator, si_rmse
+
+main = command("evaluate")
 
 
 def write_preds(pred_dir: Path, data: Path, fn, **spec_kw) -> list[np.ndarray]:
@@ -196,11 +199,11 @@ def test_item_without_valid_ground_truth_is_skipped(tmp_path: Path, cil_dir: Pat
 
 def test_bad_folders_and_arguments(tmp_path: Path, cil_dir: Path, capsys) -> None:
     code, _, err = run(capsys, "--pred", tmp_path / "nope", "--data", cil_dir)
-    assert code == 1 and "nope: prediction folder does not exist" in err
+    assert code == 2 and "nope: prediction folder does not exist" in err
     code, _, err = run(capsys, "--pred", tmp_path, "--data", tmp_path / "missing")
-    assert code == 1 and "dataset folder does not exist" in err
+    assert code == 2 and "dataset folder does not exist" in err
     code, _, err = run(capsys, "--pred", tmp_path, "--data", cil_dir, "--list", "absent.txt")
-    assert code == 1 and "absent.txt: list file not found" in err
+    assert code == 2 and "absent.txt: list file not found" in err
     with pytest.raises(SystemExit) as exc:
         main(["--data", str(cil_dir)])  # --pred is required
     assert exc.value.code == 2
@@ -210,7 +213,7 @@ def test_module_entry_point(tmp_path: Path, cil_dir: Path) -> None:
     preds = tmp_path / "preds"
     write_preds(preds, cil_dir, lambda gt, i: gt)
     (preds / "sample_000000_depth.npy").unlink()  # the exit status must reach the shell
-    proc = subprocess.run([sys.executable, "-m", "grid.inference.evaluate", "--pred", str(preds), "--data", str(cil_dir)],
+    proc = subprocess.run([sys.executable, "-m", "grid.cli", "evaluate", "--pred", str(preds), "--data", str(cil_dir)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "sample_000000_rgb.png" in proc.stderr
 

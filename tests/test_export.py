@@ -21,12 +21,15 @@ from safetensors.torch import load_file, save_file
 from test_predict import make_checkpoint, make_experiment
 
 import grid
-from grid.inference.export import ExportError, export, main
-from grid.inference.model import DepthGridModel, is_export, load_model
+from grid.cli import command
 from grid.inference.checkpoints import CheckpointError
+from grid.inference.export import ExportError, export
+from grid.inference.model import DepthGridModel, is_export, load_model
 from grid.inference.predict import predict
 from trainables.data import DataError
 from trainables.models import MODELS
+
+main = command("export")
 
 ROOT = Path(__file__).resolve().parents[1]
 PROVENANCE = {"command": ["depth-grid", "run", "--space", "smoke"], "git": {"commit": "abc1234", "dirty": True},

@@ -12,13 +12,17 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from grid.run import main, parse_args, run
+from grid.cli import command
+from grid.cli.run import parse_args
+from grid.experiment.run import run
 from grid.synth import generate
 from search_spaces.profiles import PAPER
 from trainables.config import TrialConfig
 from trainables.io import atomic_write
 from trainables.models import PretrainedWeightsError, build_model
 from trainables.trainable import build_trial_model, trial_model
+
+main = command("run")
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +176,8 @@ def test_a_config_error_inside_a_trial_is_not_retried(ray_session, scenes: Path,
     door rejects: retrying cannot fix it, so the trial reports it once and ends as an error."""
     from ray import tune
 
-    from grid.experiment.prepare import prepare_bundle
     from grid.experiment.leaderboard import build_leaderboard
+    from grid.experiment.prepare import prepare_bundle
     from trainables.data import DatasetSpec
     from trainables.trainable import train_depth
 

@@ -11,7 +11,10 @@ from PIL import Image
 from test_predict import make_checkpoint, make_experiment
 
 import grid.figures
-from grid.figures import best_per_arch, main, save_figure
+from grid.cli import command
+from grid.figures import best_per_arch, save_figure
+
+main = command("figures")
 
 
 def _assert_not_blank(path: Path, min_colours: int = 20) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grid.experiment.prepare import ExperimentError
 from grid.experiment.gpus import (
     NodeType,
     _monitor_config,
@@ -21,6 +20,7 @@ from grid.experiment.gpus import (
     node_types_from_autoscaling_config,
     node_types_from_groups,
 )
+from grid.experiment.prepare import ExperimentError
 
 ROOT = Path(__file__).resolve().parents[1]
 T4 = NodeType("gpu_t4_spot", 1.0, 4)

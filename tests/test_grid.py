@@ -16,11 +16,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from grid.cli import command
+from grid.cli.run import parse_args
 from grid.experiment.leaderboard import Storage, tune_statuses
-from grid.experiment.leaderboard import main as leaderboard_main
-from grid.run import main as grid_main
-from grid.run import parse_args, run
+from grid.experiment.run import run
 from grid.synth import generate
+
+leaderboard_main = command("leaderboard")
+grid_main = command("run")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +140,7 @@ def test_trials_request_a_gpu_each_and_run_on_the_cpu(ray_session, scenes: Path,
 
 
 def test_bad_space_key_and_space_name_fail_before_any_trial(scenes: Path, tmp_path: Path, capsys):
-    from grid.run import main
+    main = command("run")
 
     assert main(["--space", "no_such_space", "--data", str(scenes), "--results", str(tmp_path)]) == 2
     assert "unknown search space 'no_such_space'" in capsys.readouterr().err

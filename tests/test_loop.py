@@ -14,10 +14,11 @@ from grid.experiment.prepare import prepare_bundle
 from grid.synth import generate
 from trainables.config import TrialConfig
 from trainables.data import DatasetSpec, load_depth
-from trainables.loop import evaluate, make_loaders, train_one_epoch, updates_per_epoch
+from trainables.loop import evaluate, make_loaders, train_one_epoch
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
 from trainables.models.base import DepthModel
+from trainables.recipe import updates_per_epoch
 from trainables.state import TrialState
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from ray import tune
 
-from grid.experiment.plan import SPLIT_METHODS, check_plan, concrete_configs
+from grid.cli import command
 from grid.experiment.config import RunConfig
+from grid.experiment.plan import SPLIT_METHODS, check_plan, concrete_configs
 from grid.experiment.spaces import load_space, studies
 from grid.split.compute import METHODS
 from trainables.config import ConfigError
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_wrong_setting_fails_in_seconds_with_no_ray_and_nothing_written(tmp_path: Path) -> None:
-    code = ("import sys, ray; from grid.run import main; rc = main(sys.argv[1:]); "
+    code = ("import sys, ray; from grid.cli import command; rc = command('run')(sys.argv[1:]); "
             "print('ray-initialized' if ray.is_initialized() else 'no-ray'); sys.exit(rc)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
@@ -43,7 +44,7 @@ def test_a_wrong_setting_fails_in_seconds_with_no_ray_and_nothing_written(tmp_pa
     ("image_size=[4,4]", "image_size=(4, 4) must be (H, W), each >= 8"),
 ])
 def test_cli_values_are_checked_for_every_space(setting: str, message: str, capsys) -> None:
-    from grid.run import main
+    main = command("run")
 
     for space in ("all_models", "cpu_transfer", "optuna"):
         assert main(["--space", space, "--set", setting]) == 2

@@ -12,18 +12,20 @@ import torch
 from conftest import write_cil
 from PIL import Image
 
+from grid.cli import command
 from grid.experiment.leaderboard import COLUMNS
+from grid.inference.checkpoints import CheckpointError
 from grid.inference.predict import (
-    CheckpointError,
     collect_inputs,
     load_checkpoint_model,
-    main,
     predict,
     predict_items,
 )
 from grid.split.compute import Split
 from trainables.dataset import normalize
 from trainables.models import build_model
+
+main = command("predict")
 
 
 def make_checkpoint(path: Path, name: str = "unet", seed: int = 0, image_size=(32, 48),

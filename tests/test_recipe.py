@@ -16,11 +16,11 @@ from conftest import write_nyu_like
 from scipy.stats import spearmanr
 from test_loop import TinyDepth, _batches
 
-from grid.inference.evaluate import main as evaluate_main
+from grid.cli import command
+from grid.cli.run import parse_args
 from grid.experiment.plan import ExperimentError, check_plan
+from grid.experiment.run import run
 from grid.inference.predict import depth_maps, load_checkpoint_model
-from grid.inference.predict import main as predict_main
-from grid.run import parse_args, run
 from trainables import augment
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import DatasetSpec, Item
@@ -30,6 +30,9 @@ from trainables.models import MODELS, build_model, register_model
 from trainables.models.registry import parameter_groups
 from trainables.recipe import forward_log_tta, make_ema, make_optimizer, make_scheduler
 from trainables.state import TrialState
+
+evaluate_main = command("evaluate")
+predict_main = command("predict")
 
 
 def _position_pair(h: int = 48, w: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 from conftest import write_nyu_like
 
-from grid.inference.evaluate import main as evaluate_main
-from grid.inference.predict import main as predict_main
-from grid.run import parse_args, run
+from grid.cli import command
+from grid.cli.run import parse_args
+from grid.experiment.run import run
+
+evaluate_main = command("evaluate")
+predict_main = command("predict")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 from conftest import write_cil
 
 import grid.split.graph as split_graph
+from grid.cli import command
 from grid.split.compute import (
     METHODS,
     Split,
@@ -22,11 +23,12 @@ from grid.split.compute import (
     cluster_labels,
     compute_split,
     link_graph,
-    main,
     rank_clusters,
 )
 from grid.split.graph import cross_split_pairs, sequence_pairs, strict_pairs
 from trainables.data import DataError, DatasetSpec, index_dataset
+
+main = command("split")
 
 F32 = np.float32
 

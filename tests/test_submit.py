@@ -13,8 +13,11 @@ from conftest import write_cil
 from PIL import Image
 from test_predict import make_checkpoint, reference_depth
 
+from grid.cli import command
 from grid.inference.predict import load_checkpoint_model
-from grid.inference.submit import decode_row, encode_depth, main, read_submission
+from grid.inference.submit import decode_row, encode_depth, read_submission
+
+main = command("submit")
 
 
 def _test_set(root: Path, n: int = 5) -> tuple[Path, list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import time
@@ -21,7 +20,7 @@ from trainables.data import DatasetSpec, Item
 from trainables.dataset import DepthDataset, collate, denormalize
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
-from trainables.recipe import forward_log_tta
+from trainables.recipe import forward_log_tta, steps_per_epoch, updates_per_epoch
 
 if TYPE_CHECKING:  # trainables.state builds on this module
     from trainables.state import TrialState
@@ -135,16 +134,6 @@ def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, dev
         total += float(loss.detach())
         count += 1
     return total / max(count, 1)
-
-
-def steps_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
-    """Batches one epoch trains on: all of them, or at most ``max_steps_per_epoch``."""
-    return min(n_batches, cfg.max_steps_per_epoch or n_batches)
-
-
-def updates_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
-    """Optimiser steps per epoch (the last partial accumulation also updates)."""
-    return math.ceil(steps_per_epoch(n_batches, cfg) / cfg.accum_steps)
 
 
 @torch.inference_mode()

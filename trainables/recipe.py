@@ -27,6 +27,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrialConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def steps_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
+    """Batches one epoch trains on: all of them, or at most ``max_steps_per_epoch``."""
+    return min(n_batches, cfg.max_steps_per_epoch or n_batches)
+
+
+def updates_per_epoch(n_batches: int, cfg: TrialConfig) -> int:
+    """Optimiser steps per epoch (the last partial accumulation also updates)."""
+    return math.ceil(steps_per_epoch(n_batches, cfg) / cfg.accum_steps)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrialConfig, updates_per_epoch: int):
     """Per-update lr schedule, or ``None`` (constant lr).
 

@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainables.config import TrialConfig
-from trainables.loop import updates_per_epoch
-from trainables.recipe import make_ema, make_optimizer, make_scheduler
+from trainables.recipe import make_ema, make_optimizer, make_scheduler, updates_per_epoch
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3

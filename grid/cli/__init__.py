@@ -10,7 +10,7 @@ the one map from known exceptions to one line and an exit code (0 done, 1 failed
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # command -> one line of help (the listing of depth-grid --help, in this order)
 COMMANDS: dict[str, str] = {
@@ -27,6 +27,14 @@ COMMANDS: dict[str, str] = {
     "figures": "comparison panels, leaderboard chart, split clusters",
     "export": "export a trained model as a Hugging Face folder (from_pretrained)",
 }
+
+
+def command(name: str) -> Callable[[Sequence[str]], int]:
+    """``depth-grid NAME`` as a function of its arguments (``command("predict")(["--help"])``), for
+    scripts and tests; the same parsing, checks and error map as the console command."""
+    if name not in COMMANDS:
+        raise KeyError(f"unknown command {name!r}; valid: {', '.join(COMMANDS)}")
+    return lambda argv=(): main([name, *argv])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import typer
 
-from grid.cli.context import PROG, command_name
+from grid.cli.context import PROG
 
 FAILED = 1
 BAD_INPUT = 2
@@ -61,6 +61,7 @@ def _unpickling(error: BaseException) -> str:
 # "module:Class" -> (exit code, the one line). First match wins: subclasses before their bases.
 ERRORS: dict[str, tuple[int, Callable]] = {
     # the project's own errors: their messages name the file, setting or name already
+    "grid.inference.evaluate:PredictionError": (FAILED, _message),  # scored, and some predictions are bad
     "trainables.data:DataError": (BAD_INPUT, _message),
     "trainables.config:ConfigError": (BAD_INPUT, _message),
     "trainables.plugins:PluginError": (BAD_INPUT, _message),
@@ -107,7 +108,7 @@ def known(error: BaseException) -> tuple[int, Callable] | None:
 def fail(message: str, code: int = FAILED) -> int:
     """Print ``message`` as the running command's one-line error and return ``code``: for a
     command that ran and failed (trials in error: 1)."""
-    print(f"{command_name()}: error: {one_line(message)}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return code
 
 

@@ -7,9 +7,15 @@ The command only builds a ``RunConfig`` from its options and calls ``grid.experi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+
+from grid.cli.context import command_line
+from grid.cli.errors import BAD_INPUT, fail
+
+if TYPE_CHECKING:
+    from grid.experiment.config import RunConfig
 
 EXAMPLES = """
 examples:
@@ -30,66 +36,89 @@ def epilog(prog: str) -> str:
     return f"search spaces (--space):\n{spaces_table()}\n{EXAMPLES.format(prog=prog)}"
 
 
+def _opt(*names: str, help: str, **kw) -> typer.models.OptionInfo:
+    # Each help text states its default itself, as argparse printed it: "(default: results)".
+    return typer.Option(*names, help=help, show_default=False, **kw)
+
+
 def run(
-    space: Annotated[str, typer.Option(help="search space (see below) or a space file (.py) (default: all_models)")] = "all_models",
-    plugins: Annotated[list[str] | None, typer.Option("--plugins", metavar="MODULE|FILE", help="import this module or .py file on the driver and in every trial, e.g. to @register_model your own architectures (repeatable)")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the trials, data and split the run would use; start nothing")] = False,
-    arch: Annotated[list[str] | None, typer.Option("--arch", help="architecture(s) for spaces that take them (repeatable)")] = None,
-    data: Annotated[Path | None, typer.Option(help="dataset folder (default: built-in synthetic scenes, CPU profile)")] = None,
-    format: Annotated[str | None, typer.Option("--format", metavar="cil|pairs", help="dataset layout (default: detected)")] = None,
-    list_file: Annotated[str | None, typer.Option("--list", help="list file inside --data (default per format)")] = None,
-    depth_scale: Annotated[float | None, typer.Option(help="PNG depth: metres = value / scale")] = None,
-    crop: Annotated[str | None, typer.Option(metavar="eigen|none", help="crop applied to RGB and depth")] = None,
-    eval_data: Annotated[list[str] | None, typer.Option("--eval-data", metavar="NAME=DIR[:KEY=VALUE,...]", help="also score every trial's best weights on this set as it ends (repeatable; keys format, list, depth_scale, crop), e.g. tum=/data/tum:format=pairs,depth_scale=5000")] = None,
-    prices: Annotated[Path | None, typer.Option(help="price table (JSON or TOML: accelerator -> $ per GPU-hour) replacing grid/experiment/prices.py's")] = None,
-    epoch_seconds: Annotated[float | None, typer.Option(help="--dry-run's cost estimate: seconds per epoch (default: measured by an earlier run)")] = None,
-    results: Annotated[Path, typer.Option(help="results root (default: results)")] = Path("results"),
-    storage: Annotated[str | None, typer.Option(help="Tune storage: absolute path, s3:// or gs:// (default <results>/ray)")] = None,
-    name: Annotated[str | None, typer.Option(help="experiment name (default: the space's name)")] = None,
-    epochs: Annotated[int | None, typer.Option(help="override the space's epochs")] = None,
-    image_size: Annotated[str | None, typer.Option(metavar="HxW", help="override the model input size, e.g. 426x560")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="override a trial setting for every trial, e.g. --set max_steps_per_epoch=50")] = None,
-    gpus_per_trial: Annotated[float | None, typer.Option(help="GPUs per trial (default: 1 if the cluster has GPUs or its autoscaler can add them, else 0)")] = None,
-    cpus_per_trial: Annotated[float, typer.Option(help="CPUs per trial (default: 1)")] = 1.0,
-    max_concurrent: Annotated[int | None, typer.Option(help="at most this many trials at once")] = None,
-    max_failures: Annotated[int, typer.Option(help="retries of a failed trial from its checkpoint (default: 2)")] = 2,
-    retry_errored: Annotated[bool, typer.Option("--retry-errored", help="on resume, re-run errored trials from scratch")] = False,
-    address: Annotated[str | None, typer.Option(help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001); default: a new local one")] = None,
-    seed: Annotated[int, typer.Option(help="split and search seed (default: 0)")] = 0,
-    split: Annotated[str, typer.Option(metavar="sequence|paper|random", help="split rule (default sequence; paper: the paper's cosine > threshold components; random: the naive split)")] = "sequence",
-    split_threshold: Annotated[float, typer.Option(help="cosine similarity that links two images (default 0.9, the paper's)")] = 0.9,
-    val_fraction: Annotated[float, typer.Option(help="share of images in validation (default: 0.2)")] = 0.2,
-    verbose: Annotated[int, typer.Option(help="Tune's output level, 0-3 (default: 1)")] = 1,
-) -> int:
-    """Run or resume a grid of trials: one Ray Tune trial per architecture / lambda / lr."""
-    from grid.cli.context import command_line
+    space: Annotated[str, _opt(metavar="NAME|FILE", help="search space (see below) or a space file (.py) (default: all_models)")] = "all_models",
+    plugins: Annotated[list[str] | None, _opt("--plugins", metavar="MODULE|FILE", help="import this module or .py file on the driver and in every trial, e.g. to @register_model your own architectures (repeatable)")] = None,
+    dry_run: Annotated[bool, _opt("--dry-run", help="print the trials, data and split the run would use; start nothing")] = False,
+    arch: Annotated[list[str] | None, _opt("--arch", metavar="NAME", help="architecture(s) for spaces that take them (repeatable)")] = None,
+    data: Annotated[Path | None, _opt(metavar="DIR", help="dataset folder (default: built-in synthetic scenes, CPU profile)")] = None,
+    format: Annotated[Literal["cil", "pairs"] | None, _opt(help="dataset layout (default: detected)")] = None,
+    list_file: Annotated[str | None, _opt("--list", metavar="FILE", help="list file inside --data (default per format)")] = None,
+    depth_scale: Annotated[float | None, _opt(help="PNG depth: metres = value / scale")] = None,
+    crop: Annotated[Literal["eigen", "none"] | None, _opt(help="crop applied to RGB and depth")] = None,
+    eval_data: Annotated[list[str] | None, _opt("--eval-data", metavar="NAME=DIR[:KEY=VALUE,...]", help="also score every trial's best weights on this set as it ends (repeatable; keys format, list, depth_scale, crop), e.g. tum=/data/tum:format=pairs,depth_scale=5000")] = None,
+    prices: Annotated[Path | None, _opt(metavar="FILE", help="price table (JSON or TOML: accelerator -> $ per GPU-hour) replacing grid/experiment/prices.py's")] = None,
+    epoch_seconds: Annotated[float | None, _opt(help="--dry-run's cost estimate: seconds per epoch (default: measured by an earlier run)")] = None,
+    results: Annotated[Path, _opt(metavar="DIR", help="results root (default: results)")] = Path("results"),
+    storage: Annotated[str | None, _opt(metavar="PATH|URI", help="Tune storage: absolute path, s3:// or gs:// (default <results>/ray)")] = None,
+    name: Annotated[str | None, _opt(help="experiment name (default: the space's name)")] = None,
+    epochs: Annotated[int | None, _opt(help="override the space's epochs")] = None,
+    image_size: Annotated[str | None, _opt(metavar="HxW", help="override the model input size, e.g. 426x560")] = None,
+    set_: Annotated[list[str] | None, _opt("--set", metavar="KEY=VALUE", help="override a trial setting for every trial, e.g. --set max_steps_per_epoch=50")] = None,
+    gpus_per_trial: Annotated[float | None, _opt(help="GPUs per trial (default: 1 if the cluster has GPUs or its autoscaler can add them, else 0)")] = None,
+    cpus_per_trial: Annotated[float, _opt(help="CPUs per trial (default: 1)")] = 1.0,
+    max_concurrent: Annotated[int | None, _opt(help="at most this many trials at once")] = None,
+    max_failures: Annotated[int, _opt(help="retries of a failed trial from its checkpoint (default: 2)")] = 2,
+    retry_errored: Annotated[bool, _opt("--retry-errored", help="on resume, re-run errored trials from scratch")] = False,
+    address: Annotated[str | None, _opt(metavar="ADDRESS", help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001); default: a new local one")] = None,
+    seed: Annotated[int, _opt(help="split and search seed (default: 0)")] = 0,
+    split: Annotated[Literal["sequence", "paper", "random"], _opt(help="split rule (default sequence; paper: the paper's cosine > threshold components; random: the naive split)")] = "sequence",
+    split_threshold: Annotated[float, _opt(help="cosine similarity that links two images (default 0.9, the paper's)")] = 0.9,
+    val_fraction: Annotated[float, _opt(help="share of images in validation (default: 0.2)")] = 0.2,
+    verbose: Annotated[int, _opt(help="Tune's output level, 0-3 (default: 1)")] = 1,
+) -> None:
+    """Run or resume a grid of trials: one Ray Tune trial per architecture / lambda / lr.
 
-    options = dict(locals())
-    dry = options.pop("dry_run")
-    options["set"] = options.pop("set_")
-    options = {k: v for k, v in options.items() if v is not None}
-    return execute(options, dry_run=dry, command=command_line())
-
-
-def execute(options: dict, *, dry_run: bool = False, command: list[str] | None = None) -> int:
-    """Build the ``RunConfig`` and run (or preview) it; exit 1 when a trial ended in error."""
-    from grid.experiment.config import RunConfig
-
-    cfg = RunConfig(**options, command=tuple(command or ()))
-    if dry_run:
+    The split is computed (or read from its cache) before any trial starts and reaches every
+    trial through Ray's object store. Re-running the same command resumes an interrupted
+    experiment. Exit code 1 when a trial ended in error.
+    """
+    cfg, dry = config(dict(locals()))
+    if dry:
         from grid.experiment.dryrun import dry_run as preview
         from grid.experiment.run import validated_plan
 
-        space_mod, plan = validated_plan(cfg)
-        print(preview(cfg, space_mod, plan))
-        return 0
+        print(preview(cfg, *validated_plan(cfg)))
+        return
     from grid.experiment.run import run as run_experiment
 
     experiment = run_experiment(cfg)
     failed = experiment.saved_leaderboard().query("status == 'error'")
     if len(failed):
-        from grid.cli.errors import fail
+        raise typer.Exit(fail(f"{len(failed)} trial(s) ended in error: {', '.join(failed.trial_id)} "
+                              f"(see {experiment / 'leaderboard.md'})"))
 
-        return fail(f"{len(failed)} trial(s) ended in error: {', '.join(failed.trial_id)} "
-                    f"(see {experiment / 'leaderboard.md'})", code=1)
-    return 0
+
+def config(params: dict) -> tuple[RunConfig, bool]:
+    """The ``RunConfig`` of parsed options (and whether ``--dry-run`` was given)."""
+    from grid.experiment.config import RunConfig
+
+    params = dict(params)
+    dry = params.pop("dry_run", False)
+    params["set"] = params.pop("set_", None)
+    options = {k: v for k, v in params.items() if v is not None}
+    return RunConfig(**options, command=tuple(command_line())), dry
+
+
+def parse_args(argv: list[str]) -> RunConfig:
+    """``depth-grid run ARGV``'s ``RunConfig``, nothing run: a bad option or value prints one
+    line and raises ``SystemExit(2)``, as the command does (used to check documented commands)."""
+    from grid.cli._framework import Command
+    from grid.cli.errors import report
+
+    single = typer.Typer(rich_markup_mode=None, add_completion=False)
+    single.command(cls=Command)(run)
+    command = typer.main.get_command(single)
+    try:
+        ctx = command.make_context("depth-grid run", list(argv))
+        return config(ctx.params)[0]
+    except Exception as error:
+        code = report(error)
+        if code is None:
+            raise
+        raise SystemExit(BAD_INPUT) from None

@@ -39,7 +39,7 @@ class LeaderboardError(RuntimeError):
 def read_experiment(experiment_dir: Path) -> dict:
     path = Path(experiment_dir) / "experiment.json"
     if not path.is_file():
-        raise LeaderboardError(f"{path}: not found; is {experiment_dir} an experiment folder written by grid.run?")
+        raise LeaderboardError(f"{path}: not found; is {experiment_dir} an experiment folder written by depth-grid run?")
     return json.loads(path.read_text())
 
 

@@ -4,7 +4,7 @@
 metres, at ``DIR/<depth entry with suffix .npy>`` (``Item.pred_name``: ``x_depth.npy`` for the
 competition layout, ``depth/0001.npy`` for pairs), and prints every metric of
 ``trainables.metrics`` averaged per image. Missing, extra, corrupt or wrongly sized predictions
-are reported all at once, naming the items (one ``DataError``).
+are reported all at once, naming the items (one ``PredictionError``).
 
 A prediction must have the target's size after ``--crop``; a prediction of the full uncropped
 frame is cropped like the target. ``--resize`` instead resizes any prediction bilinearly to the
@@ -27,10 +27,15 @@ from trainables.metrics import HIGHER_IS_BETTER, METRICS, MetricAccumulator
 MAX_LISTED = 20  # problems printed before "... and N more"
 
 
+class PredictionError(DataError):
+    """The predictions were read and some are missing, extra, corrupt or wrongly sized: the
+    evaluation ran and failed (exit 1), unlike a folder or list that cannot be read (exit 2)."""
+
+
 def _problem_list(title: str, problems: list[str]) -> str:
     shown = problems[:MAX_LISTED]
-    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    return f"{title}:\n  " + "\n  ".join(shown) + more
+    more = f"; ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return f"{title}: " + "; ".join(shown) + more
 
 
 def check_files(pred_dir: Path, items: list[Item]) -> list[str]:
@@ -107,7 +112,7 @@ def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False) -
         acc.update(pred, target)
         skipped += acc.count == before
     if problems:
-        raise DataError(_problem_list(f"{len(problems)} problem(s) with the predictions in {pred_dir}",
+        raise PredictionError(_problem_list(f"{len(problems)} problem(s) with the predictions in {pred_dir}",
                                       problems))
     if acc.count == 0:
         raise DataError(f"{spec.list_path}: no item has a valid ground-truth pixel; nothing to score")

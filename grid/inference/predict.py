@@ -89,6 +89,12 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> None:
+    """Refuse ``--device cuda`` where torch sees no CUDA device (before any model is loaded)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+
+
 def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
                   image_size: tuple[int, int] | None, batch_size: int = 8,
                   device: str | torch.device = "cpu", num_workers: int = 0,

@@ -1,0 +1,57 @@
+"""Options shared by the commands that run a trained model (predict, submit, evaluate,
+figures, export): one typed, documented definition each, reused as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from grid.cli._types import ImageSize, image_size
+
+Checkpoint = Annotated[Path | None, typer.Option(help="a trial's checkpoint.pt (or its checkpoint folder)")]
+ExperimentDir = Annotated[Path | None, typer.Option(
+    "--experiment", help="experiment folder (results/NAME): its best trial, its data settings")]
+Ensemble = Annotated[int | None, typer.Option(
+    metavar="K", help="with --experiment: average the log-depth of its best K finished trials, each at its "
+                      "own input size")]
+BatchSize = Annotated[int, typer.Option(min=1, help="images per forward pass")]
+InputSize = Annotated[ImageSize | None, typer.Option(
+    parser=image_size, metavar="HxW", help="model input size (default: the checkpoint's training size)")]
+Device = Annotated[Literal["cpu", "cuda"] | None, typer.Option(help="default: cuda when available")]
+Workers = Annotated[int, typer.Option(min=0, help="image loading processes")]
+Tta = Annotated[bool | None, typer.Option(
+    "--tta/--no-tta", help="flip test-time averaging (default: as the trial validated, its tta setting)")]
+Crop = Annotated[Literal["eigen", "none"] | None, typer.Option(
+    help="crop inputs (default: the experiment's for lists in its layout, else none)")]
+Format = Annotated[Literal["cil", "pairs"] | None, typer.Option(help="layout of a list file (default: detected)")]
+Plugins = Annotated[list[str] | None, typer.Option(
+    "--plugins", metavar="MODULE|FILE",
+    help="import this module or .py file first, e.g. the @register_model of a plugin architecture "
+         "whose checkpoint this loads (repeatable)")]
+
+
+def load_plugins(plugins: list[str] | None) -> None:
+    """Import ``--plugins`` before any checkpoint is read: their architectures must be registered."""
+    if plugins:
+        from trainables.plugins import load_plugins as load
+
+        load(plugins)
+
+
+def source(checkpoint: Path | None, experiment: Path | None, ensemble: int | None = None):
+    """``(checkpoint path or None, Experiment or None)`` from ``--checkpoint`` / ``--experiment``
+    (exactly one; ``--ensemble`` needs ``--experiment``), read before any model loads."""
+    if (checkpoint is None) == (experiment is None):
+        raise ValueError("give exactly one of --checkpoint FILE or --experiment DIR")
+    if ensemble is not None and experiment is None:
+        raise ValueError("--ensemble needs --experiment (whose best trials form the ensemble)")
+    from grid.experiment.record import Experiment
+    from grid.inference.checkpoints import resolve_checkpoint
+
+    exp = Experiment.load(experiment) if experiment is not None else None
+    if ensemble is not None:
+        exp.top_trials(ensemble)  # enough finished trials, or one line saying how many there are
+        return None, exp
+    return resolve_checkpoint(checkpoint, exp), exp

@@ -1,0 +1,87 @@
+"""``depth-grid evaluate``: score a folder of depth predictions against ground truth
+(``grid.inference.evaluate.evaluate``), or an experiment's top-K ensemble on its validation split
+(``grid.inference.ensemble.evaluate_ensemble``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from grid.cli import _options as o
+
+
+def evaluate(
+    ctx: typer.Context,
+    pred: Annotated[Path | None, typer.Option(help="folder of prediction .npy files (metres)")] = None,
+    data: Annotated[Path | None, typer.Option(help="dataset folder with the ground truth")] = None,
+    format: Annotated[Literal["cil", "pairs"] | None, typer.Option(help="dataset layout (default: detected)")] = None,
+    list_file: Annotated[str | None, typer.Option("--list", help="list file, relative to --data or absolute")] = None,
+    depth_scale: Annotated[float | None, typer.Option(
+        help="PNG depth only: metres = value / S (NYU 8-bit: 25.5, 16-bit mm: 1000; default: the "
+             "experiment's, else 1)")] = None,
+    crop: Annotated[Literal["eigen", "none"] | None, typer.Option(
+        help="score only the Eigen crop of 480x640 frames (rows 45:471, cols 41:601; default: the "
+             "experiment's, else none)")] = None,
+    experiment: Annotated[Path | None, typer.Option(
+        help="read the data as this experiment did (format, crop, depth scale)")] = None,
+    resize: Annotated[bool, typer.Option("--resize", help="bilinearly resize predictions to the target size "
+                                                          "instead of failing")] = False,
+    json: Annotated[Path | None, typer.Option("--json", help="also write the metrics to this JSON file")] = None,
+    ensemble: Annotated[int | None, typer.Option(
+        metavar="K", help="with --experiment alone: score the mean log-depth of its best K finished trials on "
+                          "its validation split, against each of them")] = None,
+    device: o.Device = None,
+    plugins: o.Plugins = None,
+) -> None:
+    """Score a folder of depth predictions against a dataset's ground truth.
+
+    Reads one float .npy per list item, in metres, at PRED/<depth entry with suffix .npy>, and
+    prints every metric averaged per image. Missing, extra, corrupt or wrongly sized predictions
+    are reported all at once, naming the items, and the exit code is 1.
+
+    \b
+    examples:
+      depth-grid evaluate --pred preds/ --data DIR
+      depth-grid evaluate --pred preds/ --data nyu/ --experiment results/nyu
+      depth-grid evaluate --experiment results/grid1 --ensemble 3
+    """
+    from grid.experiment.record import Experiment
+
+    exp = Experiment.load(experiment) if experiment is not None else None
+    if ensemble is not None:
+        _ensemble(exp, ensemble, device, plugins)
+        return
+    if pred is None or data is None:
+        from grid.cli.errors import UsageError
+
+        raise UsageError("--pred and --data are required (or --experiment with --ensemble K)", ctx)
+    from grid.inference.evaluate import evaluate as score
+    from grid.inference.evaluate import format_table
+    from grid.inference.inputs import DataSettings, with_settings
+    from trainables.data import DatasetSpec
+    from trainables.io import write_json
+
+    spec = DatasetSpec.detect(data, format, list_file=list_file)
+    spec, applied = with_settings(spec, DataSettings(crop=crop, depth_scale=depth_scale), DataSettings.of(exp))
+    result = score(pred, spec, resize=resize)
+    print(f"ground truth: {spec.format} list {spec.list_path}; {applied}")
+    print(format_table(result))
+    if json is not None:
+        write_json(json, result)
+        print(f"wrote {json}")
+
+
+def _ensemble(exp, k: int, device: str | None, plugins: list[str] | None) -> None:
+    if exp is None:
+        raise ValueError("--ensemble needs --experiment (its trials and validation split)")
+    from grid.experiment.leaderboard import ENSEMBLE_FILE, format_ensemble
+    from grid.inference.ensemble import evaluate_ensemble
+    from grid.inference.predict import check_device
+
+    check_device(device)
+    o.load_plugins(plugins)
+    record = evaluate_ensemble(exp, k, device=device)
+    print(format_ensemble(record))
+    print(f"\nwrote {exp / ENSEMBLE_FILE} (shown under the table in leaderboard.md)")

@@ -1,0 +1,45 @@
+"""``depth-grid figures``: an experiment's pictures (``grid.figures.make_figures``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from grid.cli import _options as o
+from grid.cli.errors import FAILED
+
+
+def figures(
+    experiment: Annotated[Path, typer.Option(help="results/<experiment> folder")],
+    n: Annotated[int, typer.Option(min=1, help="validation images in the comparison")] = 4,
+    max_models: Annotated[int, typer.Option(min=1, help="architectures in the comparison")] = 6,
+    device: o.Device = None,
+    plugins: o.Plugins = None,
+) -> None:
+    """Comparison panels, the leaderboard chart and the split's clusters, under EXPERIMENT/figures/.
+
+    comparison.png: validation images as rows, RGB | target | the best trial of each
+    architecture. leaderboard.png: best validation si_rmse per architecture with the paper's
+    Kaggle scores as reference lines. clusters.png: examples of the split's near-duplicate
+    clusters. Exit code 1 when a figure could not be drawn (the others are still written).
+
+    \b
+    examples:
+      depth-grid figures --experiment results/smoke
+      depth-grid figures --experiment results/grid1 --n 6 --max-models 4
+    """
+    from grid.experiment.record import Experiment
+    from grid.figures import make_figures
+    from grid.inference.predict import check_device
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    check_device(device)
+    o.load_plugins(plugins)
+    paths = make_figures(Experiment.load(experiment), n=n, max_models=max_models, device=device)
+    for p in paths:
+        print(p)
+    if len(paths) < 3:
+        raise typer.Exit(FAILED)

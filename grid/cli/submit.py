@@ -1,0 +1,58 @@
+"""``depth-grid submit``: a competition submission CSV from a trained model
+(``grid.inference.submit.submit``, or ``grid.inference.ensemble.submit_ensemble`` with ``--ensemble``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from grid.cli import _options as o
+
+
+def submit(
+    data: Annotated[Path, typer.Option(help="test data folder")],
+    out: Annotated[Path, typer.Option(help="submission CSV to write")],
+    checkpoint: o.Checkpoint = None,
+    experiment: o.ExperimentDir = None,
+    ensemble: o.Ensemble = None,
+    list_file: Annotated[str, typer.Option("--list", help="test list, relative to --data or absolute")] = "test_list.txt",
+    npy_dir: Annotated[Path | None, typer.Option(help="where the test list's .npy maps go (default: beside the CSV)")] = None,
+    batch_size: o.BatchSize = 8,
+    image_size: o.InputSize = None,
+    device: o.Device = None,
+    workers: o.Workers = 2,
+    tta: o.Tta = None,
+    crop: o.Crop = None,
+    format: o.Format = None,
+    plugins: o.Plugins = None,
+) -> None:
+    """A competition submission CSV (id,Depths; the competition's encoding) and the .npy maps.
+
+    \b
+    examples:
+      depth-grid submit --experiment results/grid1 --data data/ --out results/submission.csv
+      depth-grid submit --experiment results/grid1 --ensemble 3 --data data/ --out sub.csv
+    """
+    from grid.inference.inputs import DataSettings
+    from grid.inference.predict import check_device
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    check_device(device)
+    o.load_plugins(plugins)
+    ckpt, exp = o.source(checkpoint, experiment, ensemble)
+    options = {"list_file": list_file, "npy_dir": npy_dir, "image_size": image_size, "batch_size": batch_size,
+               "device": device, "num_workers": workers, "explicit": DataSettings(format=format, crop=crop),
+               "tta": tta}
+    if ensemble is not None:
+        from grid.inference.ensemble import submit_ensemble
+
+        path = submit_ensemble(exp, ensemble, data, out, **options)
+        print(f"submission from the top-{ensemble} ensemble of {experiment} written to {path}")
+        return
+    from grid.inference.submit import submit as write
+
+    path = write(ckpt, data, out, experiment=exp, **options)
+    print(f"submission from {ckpt} written to {path}")
