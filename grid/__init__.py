@@ -3,10 +3,12 @@
 The Python API, loaded on first use so that ``import grid`` (and every ``depth-grid`` command)
 stays light:
 
-    from grid import RunConfig, run, run_grid, Experiment, load_model
+    from grid import RunConfig, run_grid, Experiment, load_model
+    from grid.experiment.run import run
 
 - ``run(RunConfig(...)) -> Experiment`` and ``run_grid(space, data, **options)``
-  (``grid.experiment.run``);
+  (``grid.experiment.run``; ``grid.run`` is the module behind ``python -m grid.run``, so the
+  function is not exported under that name here);
 - ``Experiment.load(folder)``: an experiment's record, split, leaderboard and checkpoints
   (``grid.experiment.record``);
 - ``load_model(path)``: a trained model ready for inference (``grid.inference.model``).
@@ -16,7 +18,6 @@ from typing import Any
 
 _LAZY = {
     "RunConfig": "grid.experiment.config",
-    "run": "grid.experiment.run",
     "run_grid": "grid.experiment.run",
     "Experiment": "grid.experiment.record",
     "load_model": "grid.inference.model",

@@ -1,6 +1,6 @@
 """Optuna (TPE) over lr, lambda and weight decay, one study per architecture, with ASHA
 stopping weak trials after each epoch. Optuna rejects grid_search, so the architecture is fixed
-per study and ``grid.run`` runs one study for each name in ``--arch`` (default: ARCHS)."""
+per study and ``depth-grid run`` runs one study for each name in ``--arch`` (default: ARCHS)."""
 
 from ray import tune
 

@@ -1,4 +1,4 @@
-"""Run profiles: plain data that ``grid.run`` lays over a space's values.
+"""Run profiles: plain data that ``depth-grid run`` lays over a space's values.
 
 ``CPU_DEFAULT`` applies when no ``--data`` is given: the built-in synthetic scenes at a size a
 2-core CPU trains every real architecture of a space on in minutes. The numbers are a smoke-scale

@@ -428,7 +428,7 @@ def test_docs_option_check_catches_bad_commands(bad: str, expected: str) -> None
 
 
 def test_docs_grid_run_commands_parse() -> None:
-    import grid.run as grid_run  # project code: failing to import is a failure, never a skip
+    import grid.cli.run as grid_run  # project code: failing to import is a failure, never a skip
     text = cluster_docs()
     assert "python -m grid.run" in text
     assert option_problems(text, grid_run.parse_args) == []
@@ -445,7 +445,7 @@ def tmux_grid_command(text: str) -> list[str]:
 
 
 def test_readme_cluster_section_runs_the_same_grid_as_docs_cluster() -> None:
-    grid_run = pytest.importorskip("grid.run")
+    grid_run = pytest.importorskip("grid.cli.run")
     short = readme_cluster_section()
     assert tmux_grid_command(short) == tmux_grid_command(cluster_docs())
     assert "docs/cluster.md" in short

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grid import Experiment, RunConfig, run, run_grid
+from grid import Experiment, RunConfig, run_grid
+from grid.experiment.run import run
 from grid.experiment.leaderboard import LeaderboardError
 from grid.synth import generate
 from trainables.config import ConfigError

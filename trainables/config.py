@@ -39,7 +39,7 @@ class TrialConfig:
     (``none``, ``cosine``, or ``onecycle``: torch's one-cycle, warming up for ``warmup_epochs``
     or 30% of training); ``ema`` > 0: the decay of an exponential moving average of the weights,
     which validation, the checkpoints and predictions then use; ``tta``: validation (and, by
-    default, ``grid.predict`` / ``grid.submit``) average the log-depth of the image and of its
+    default, ``depth-grid predict`` / ``submit``) average the log-depth of the image and of its
     mirror image. ``tag`` is a free label (the ``recipe`` space names its variants with it).
     """
 

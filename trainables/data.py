@@ -160,7 +160,7 @@ def index_dataset(spec: DatasetSpec, *, require_depth: bool = True, check_files:
 
     With ``require_depth=False`` (a test list) a line may name only the RGB file; the
     prediction name is then derived from it (``x_rgb.png`` -> ``x_depth.npy``).
-    ``check_files=False`` skips the existence check, so that ``grid.data check`` can report
+    ``check_files=False`` skips the existence check, so that ``depth-grid check`` can report
     missing files per item instead of failing on the first ones.
     """
     path = spec.list_path

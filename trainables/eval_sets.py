@@ -1,4 +1,4 @@
-"""Extra evaluation sets (``grid.run --eval-data NAME=DIR``), scored inside the trial as it ends.
+"""Extra evaluation sets (``depth-grid run --eval-data NAME=DIR``), scored inside the trial as it ends.
 
 At the last epoch, before that epoch's report, the trial takes its best weights (by validation
 ``si_rmse``: this epoch's, or those of the best checkpoint it stored before) and scores them on

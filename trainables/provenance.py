@@ -1,6 +1,6 @@
 """What produced a result: the command line, package versions, the git commit, the device.
 
-``grid.run`` records ``provenance()`` in ``experiment.json`` and hands it to every trial, which
+``depth-grid run`` records ``provenance()`` in ``experiment.json`` and hands it to every trial, which
 adds its own versions and device (a worker node may differ from the driver) to each checkpoint.
 """
 

@@ -1,6 +1,6 @@
 """The Tune function trainable: one trial trains one architecture at one lambda / lr.
 
-Used as ``tune.with_parameters(train_depth, data=bundle)`` (see ``grid.run``). Each epoch it
+Used as ``tune.with_parameters(train_depth, data=bundle)`` (see ``grid.experiment.run``). Each epoch it
 validates with every metric, reports with a checkpoint, and logs TensorBoard scalars and depth
 panels into the trial folder. A restarted trial resumes from ``tune.get_checkpoint()``.
 """
@@ -198,9 +198,9 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
                 plugins: list[str] | tuple[str, ...] = (), eval_sets: tuple[EvalSet, ...] = ()) -> None:
     """Train ``config["arch"]`` on ``data.train``, validate on ``data.val`` every epoch.
     ``provenance`` (the driver's command, versions, commit) goes into every checkpoint together
-    with this trial's own versions and device. ``plugins`` (``grid.run --plugins``) are imported
+    with this trial's own versions and device. ``plugins`` (``depth-grid run --plugins``) are imported
     first, so their architectures are registered in this process too. ``eval_sets``
-    (``grid.run --eval-data``) are scored at the last epoch (``trainables.eval_sets``)."""
+    (``depth-grid run --eval-data``) are scored at the last epoch (``trainables.eval_sets``)."""
     load_plugins(plugins)
     # One line per checkpoint from Ray's storage, in every trial, every epoch: the trial table
     # already shows progress.

@@ -1,7 +1,7 @@
 """What an experiment costs: each trial's GPU-hours priced by the accelerator it ran on.
 
 A trial that held no GPU costs nothing here (the price table is per GPU-hour). One that ran on
-a CUDA device is priced by the table entry its device name matches (``grid/prices.py``); one
+a CUDA device is priced by the table entry its device name matches (``grid/experiment/prices.py``); one
 that held a GPU but saw no CUDA device (a logical GPU) at the table's ``default``; an unknown
 GPU, or a trial that recorded no device, is priced as unknown (NaN), never as zero.
 """
@@ -85,7 +85,7 @@ def cost_line(df) -> str:
         return "Estimated cost: $0 (no trial held a GPU)"
     known = df.cost_usd.notna()
     text = (f"Estimated cost: {money(df.cost_usd[known].sum())} for {df.gpu_hours[known].sum():.4f} GPU-hours "
-            f"(indicative Spot prices per GPU-hour: grid/prices.py of {DATE}, or --prices)")
+            f"(indicative Spot prices per GPU-hour: grid/experiment/prices.py of {DATE}, or --prices)")
     if (~known).any():
         names = ", ".join(sorted({str(a).removeprefix("unknown (").removesuffix(")") for a in df.accelerator[~known]}))
         text += (f"; {df.gpu_hours[~known].sum():.4f} GPU-hours on unpriced accelerators not counted "

@@ -1,4 +1,4 @@
-"""``grid.run --eval-data NAME=DIR[:KEY=VALUE,...]``: zero-shot evaluation sets for every trial.
+"""``depth-grid run --eval-data NAME=DIR[:KEY=VALUE,...]``: zero-shot evaluation sets for every trial.
 
 ``KEY`` is ``format`` (cil|pairs), ``list`` (list file inside DIR), ``depth_scale`` or ``crop``
 (eigen|none), meaning what ``--format``, ``--list``, ``--depth-scale`` and ``--crop`` mean for
@@ -30,7 +30,7 @@ class EvalData:
     options: tuple[tuple[str, Any], ...] = ()
 
     def spec_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``DatasetSpec.detect``, as ``grid.experiment.resolve_data`` takes them."""
+        """Keyword arguments of ``DatasetSpec.detect``, as ``grid.experiment.prepare.resolve_data`` takes them."""
         names = {"format": "format", "list": "list_file", "depth_scale": "depth_scale", "crop": "crop"}
         return {names[k]: v for k, v in self.options}
 

@@ -234,7 +234,7 @@ def format_table(df: pd.DataFrame) -> str:
 def read_leaderboard(experiment_dir: Path) -> pd.DataFrame:
     path = Path(experiment_dir) / "leaderboard.csv"
     if not path.is_file():
-        raise LeaderboardError(f"{path}: no leaderboard yet; run `python -m grid.leaderboard {experiment_dir}`")
+        raise LeaderboardError(f"{path}: no leaderboard yet; run `depth-grid leaderboard {experiment_dir}`")
     return pd.read_csv(path)
 
 

@@ -40,7 +40,7 @@ def _tune_callbacks() -> list:
 def progress_reporter(param_space: dict | None = None):
     """A compact trial table (status, arch, lambda, lr, epoch, the metrics that matter) instead
     of Tune's configuration box per trial. Tune takes a reporter only with its legacy output,
-    which ``grid.run`` selects (``RAY_AIR_NEW_OUTPUT=0``) unless the user set it."""
+    which ``grid.experiment.run`` selects (``RAY_AIR_NEW_OUTPUT=0``) unless the user set it."""
     from ray import tune
 
     columns = dict(PARAMETER_COLUMNS)

@@ -107,7 +107,7 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
         "epoch": ckpt.get("epoch"),
         "metrics": ckpt.get("metrics") or {},
         "image_size": (int(size[0]), int(size[1])) if size is not None else None,
-        # what trained it, for a model card (grid.model): absent in hand-made checkpoints
+        # what trained it, for a model card (grid.inference.model): absent in hand-made checkpoints
         "trial_config": ckpt.get("trial_config") or {}, "weights": ckpt.get("weights"),
         "provenance": ckpt.get("provenance") or {},
     }

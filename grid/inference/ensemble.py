@@ -5,7 +5,7 @@
     depth-grid evaluate --experiment results/grid1 --ensemble 3
 
 Each member is one trial's best checkpoint, run with its own settings at its own training input
-size (``grid.predict.predict_items``), its depth resized back to the image's own resolution in
+size (``grid.inference.predict.predict_items``), its depth resized back to the image's own resolution in
 log-depth. The ensemble's depth is the exponential of the members' mean log-depth: the geometric
 mean, which is what a scale-invariant log metric rewards (averaging metres would let the
 member that predicts farther dominate). Members are the best K rows of ``leaderboard.csv`` by
@@ -99,7 +99,7 @@ def predict_ensemble(experiment: Experiment, k: int, source: str | Path, out: st
                      device: str | None = None, num_workers: int = 0, png: bool = True,
                      progress: bool = True, explicit: DataSettings | None = None,
                      tta: bool | None = None) -> list[Path]:
-    """``grid.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths written."""
+    """``grid.inference.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths written."""
     from grid.inference.inputs import NO_SETTINGS, DataSettings, collect
     from grid.inference.predict import default_device, write_predictions
 

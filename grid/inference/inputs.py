@@ -1,6 +1,6 @@
 """What a trained model is run on: the items, and the data settings they are read with.
 
-``grid.predict``, ``grid.submit`` and ``grid.evaluate`` share one rule. Given ``--experiment``,
+``depth-grid predict``, ``submit`` and ``evaluate`` share one rule. Given ``--experiment``,
 a list file or data folder in the experiment's dataset layout (its ``pairs.txt``, a
 ``test_list.txt``, any list of the same format) is read with the experiment's format, crop and
 depth scale, so predictions see what validation saw. A folder or file of one's own images is

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 CMAP = "viridis"
 def collect_inputs(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
                    experiment: DataSettings = NO_SETTINGS) -> tuple[list[Item], DatasetSpec]:
-    """Items to predict and how to read them (``grid.inputs.collect``): a list file or data
+    """Items to predict and how to read them (``grid.inference.inputs.collect``): a list file or data
     folder in the dataset's layout, a folder of images, or one image. Outputs are named after
     a list's depth entries, and after their own stems for plain images."""
     found = collect(source, explicit=explicit, experiment=experiment)

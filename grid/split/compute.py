@@ -1,6 +1,6 @@
 """Leakage-free train/validation split: near-duplicate images never straddle the two sides.
 
-Pipeline: MobileNetV2 embeddings (``grid.embed``, cached per image content) -> a graph of
+Pipeline: MobileNetV2 embeddings (``grid.split.embed``, cached per image content) -> a graph of
 similar pairs -> connected components (``scipy.sparse.csgraph``) -> whole clusters assigned to
 validation, largest first, until the target share is reached.
 
@@ -38,7 +38,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from grid.split.embed import INPUT_SIZE, embed_items, file_sha1, resolve_device
+from grid.split.embed import INPUT_SIZE, Embeddings, embed_items, file_sha1, resolve_device
 from grid.split.graph import sequence_pairs, strict_pairs
 from grid.split.report import leakage_report
 from trainables.data import DataError, DatasetSpec, Item, index_dataset
@@ -230,11 +230,34 @@ def cached_split(spec: DatasetSpec, items: list[Item], *, cache_dir: Path, metho
                  val_fraction: float = 0.2, seed: int = 0, input_size: tuple[int, int] = INPUT_SIZE
                  ) -> Split | None:
     """The split ``compute_split`` would return from its cache, or None: reads, computes nothing
-    (``grid.run --dry-run``)."""
+    (``depth-grid run --dry-run``)."""
     fingerprint = dataset_fingerprint([it.name for it in items], _hash_items(items))
     params = _params(spec, method, threshold, sequence_threshold, sequence_window, val_fraction, seed,
                      input_size)
     return _read_cached(cache_path(cache_dir, fingerprint, params), fingerprint, params)
+
+
+def _splittable(spec: DatasetSpec, items: list[Item] | None) -> list[Item]:
+    """``items`` (default: the whole list of ``spec``), at least two of them."""
+    items = index_dataset(spec, require_depth=False) if items is None else list(items)
+    if not items:
+        raise DataError(f"{spec.list_path}: dataset is empty; nothing to split")
+    if len(items) < 2:
+        raise DataError(f"{spec.list_path}: only one image ({items[0].name}); a split needs at least two")
+    return items
+
+
+def _annotate(report: dict, val_fraction: float, sizes: np.ndarray, links: dict, emb: Embeddings,
+              n_items: int) -> None:
+    """Add to the leakage report: a warning when the validation share misses its target (the
+    largest cluster is too big to move), the sequence links, and where the embeddings came from."""
+    share = report["val_share"]
+    if abs(share - val_fraction) > VAL_TOLERANCE:
+        report["warnings"] = [f"validation share {share:.3f} is outside {val_fraction} +- "
+                              f"{VAL_TOLERANCE}: the largest cluster holds {int(sizes[0])} images"]
+    if links:
+        report["sequence_links"] = links
+    report["embedding"] = {"model": emb.model_id, "computed": emb.computed, "cached": n_items - emb.computed}
 
 
 def compute_split(
@@ -269,11 +292,7 @@ def compute_split(
     """
     _check_method(method)
     _check_args(threshold, sequence_threshold, sequence_window, val_fraction)
-    items = index_dataset(spec, require_depth=False) if items is None else list(items)
-    if not items:
-        raise DataError(f"{spec.list_path}: dataset is empty; nothing to split")
-    if len(items) < 2:
-        raise DataError(f"{spec.list_path}: only one image ({items[0].name}); a split needs at least two")
+    items = _splittable(spec, items)
     names = [it.name for it in items]
     hashes = _hash_items(items)
     fingerprint = dataset_fingerprint(names, hashes)
@@ -288,22 +307,14 @@ def compute_split(
     emb = embed_items(items, spec, cache_dir=cache_dir, batch_size=batch_size, device=dev,
                       input_size=input_size, hashes=hashes)
     t1 = time.perf_counter()
-    m = METHODS[method]
     labels, links = link_graph(
         emb.vectors, names, method="sequence" if method == "random" else method, threshold=threshold,
         sequence_threshold=sequence_threshold, sequence_window=sequence_window, device=dev)
     ranks, sizes = rank_clusters(labels, seed)
-    is_val = m.assign(ranks, sizes, val_fraction, seed)
+    is_val = METHODS[method].assign(ranks, sizes, val_fraction, seed)
     t2 = time.perf_counter()
     report = leakage_report(names, ranks, is_val, emb.vectors, threshold=threshold, device=dev)
-    share = report["val_share"]
-    if abs(share - val_fraction) > VAL_TOLERANCE:
-        report["warnings"] = [f"validation share {share:.3f} is outside {val_fraction} +- "
-                              f"{VAL_TOLERANCE}: the largest cluster holds {int(sizes[0])} images"]
-    if links:
-        report["sequence_links"] = links
-    report["embedding"] = {"model": emb.model_id, "computed": emb.computed,
-                           "cached": len(items) - emb.computed}
+    _annotate(report, val_fraction, sizes, links, emb, len(items))
     report["timing_s"] = {"embed": round(t1 - t0, 3), "cluster": round(t2 - t1, 3),
                           "report": round(time.perf_counter() - t2, 3)}
     split = Split(

@@ -67,7 +67,7 @@ def build_model(name: str, *, pretrained: bool | str | Path = False, **kw) -> De
     """Build a registered architecture.
 
     Args:
-        name: a key of ``MODELS`` (``python -m grid.models`` lists them).
+        name: a key of ``MODELS`` (``depth-grid models`` lists them).
         pretrained: ``False`` (random init), ``True`` (the architecture's documented source),
             or a local directory / file (see the module docstring).
         **kw: architecture options, e.g. ``size="tiny"``.
