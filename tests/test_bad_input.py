@@ -2,7 +2,8 @@
 setting or address, with its exit code, no traceback, quickly when no Ray is needed, and nothing
 the user had is changed.
 
-The cases are tables (``bad_input_cases.py``: one row per mistake). Every case runs
+The cases are tables, one row per mistake: ``bad_input_run.py`` (run, the data tools, usage
+errors) and ``bad_input_models.py`` (the commands that read a model or write outputs). Every case runs
 ``python -m grid.cli ARGV`` in a fresh process against a shared world: a synthetic dataset and a
 finished ``smoke`` experiment, plus whatever the case's ``setup`` makes in its own folder. Before
 and after, every file of the world and of the case's folder is hashed: a case that changes any
@@ -19,10 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import bad_input_models
+import bad_input_run
 import pytest
-from bad_input_cases import CASES, Case, World
+from bad_input_world import Case, World
 
 ROOT = Path(__file__).resolve().parents[1]
+CASES: list[Case] = [*bad_input_run.CASES, *bad_input_models.CASES]
 MAX_LINES = 3
 FAST_S = 5.0  # a check that needs no Ray: measured from the process's start to its exit
 
