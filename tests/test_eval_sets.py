@@ -4,7 +4,6 @@ grid.evaluate of the same checkpoint on that set; GPU-hours are priced; resume d
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from grid.cli.run import parse_args
 from grid.experiment.eval_data import parse_eval_data
 from grid.experiment.run import run
 from grid.synth import generate
+from trainables.config import ConfigError
 
 evaluate_main = command("evaluate")
 predict_main = command("predict")
@@ -102,7 +102,7 @@ def test_eval_data_syntax():
     assert parse_eval_data("plain=/a/b").spec_kwargs() == {}
     for text, problem in [("nodir", "NAME=DIR"), ("a@b=/x", "name"), ("t=/x:colour=red", "unknown"),
                           ("t=/x:depth_scale=-1", "depth_scale"), ("t=/x:format=png", "format")]:
-        with pytest.raises(argparse.ArgumentTypeError, match=problem):
+        with pytest.raises(ConfigError, match=problem):
             parse_eval_data(text)
 
 

@@ -277,7 +277,7 @@ def test_one_cluster_cannot_be_split():
 def test_embedding_cache_embeds_only_new_images(tmp_path, mobilenet_weights, monkeypatch):
     import grid.split.embed
 
-    monkeypatch.setattr(grid.embed, "SHARD_SIZE", 4)  # 6 images -> shards of 4 and 2
+    monkeypatch.setattr(grid.split.embed, "SHARD_SIZE", 4)  # 6 images -> shards of 4 and 2
     cache = tmp_path / "cache"
     small = _distinct(tmp_path / "small", 6)
     first = compute_split(small, cache_dir=cache)
