@@ -22,8 +22,8 @@ from matplotlib.figure import Figure  # object API: no pyplot global state, rend
 from grid.experiment.leaderboard import LeaderboardError
 from grid.experiment.record import Experiment
 from grid.inference.checkpoints import CheckpointError, input_size, load_checkpoint_model
+from grid.inference.outputs import Reads, check_outputs, remember
 from grid.inference.predict import CMAP, default_device, predict_items
-from grid.split.report import cluster_figure as draw_clusters
 from trainables.data import (
     VALID_MIN,
     DataError,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PAPER_KAGGLE = {"ResNet-UNet": 0.161, "Mask2Former": 0.133, "SegFormer-b4": 0.140,
                 "SegFormer-b5": 0.126}
 BASELINES = {"competition baseline 1": 0.31972, "competition baseline 2": 0.14660}
+FIGURES = ("comparison.png", "leaderboard.png", "clusters.png")  # under <experiment>/figures/
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
@@ -153,6 +154,9 @@ def leaderboard_figure(experiment: Experiment) -> Path:
 
 def cluster_figure(experiment: Experiment, *, clusters: int = 6, per_cluster: int = 4) -> Path:
     """The largest clusters of the split, a few RGB examples each (``grid.split.report`` draws it)."""
+    # imported here: grid.split loads the embedding model's library, which the other figures do not need
+    from grid.split.report import cluster_figure as draw_clusters
+
     spec, split = experiment.spec, experiment.split
     cluster_of = split.cluster_of
     items = [it for it in index_dataset(spec) if it.name in cluster_of]
@@ -163,10 +167,20 @@ def cluster_figure(experiment: Experiment, *, clusters: int = 6, per_cluster: in
 
 
 def make_figures(experiment: Experiment, *, n: int = 4, max_models: int = 6,
-                 device: str | None = None) -> list[Path]:
-    """All three figures; a figure that cannot be drawn is reported and skipped."""
+                 device: str | None = None, overwrite: bool = False) -> list[Path]:
+    """All three figures; a figure that cannot be drawn is reported and skipped.
+
+    The figures are checked first by the output rule (``grid.inference.outputs``): an existing
+    file depth-grid did not write is replaced only with ``overwrite``.
+    """
     if n < 1 or max_models < 1:
         raise ValueError(f"--n and --max-models must be >= 1, got {n} and {max_models}")
+    reads = Reads().add_experiment(experiment, folder=False)  # figures/ is the experiment's own output folder
+    with_data = experiment.record.get("data") or {}
+    if with_data.get("root"):
+        reads.add_folder(with_data["root"], "the dataset folder")
+    check_outputs((experiment / "figures" / name for name in FIGURES), reads, overwrite=overwrite,
+                  option="a figure", advice="move it out of the figures folder")
     out = []
     jobs = [("comparison", lambda: comparison_figure(experiment, n=n, max_models=max_models,
                                                      device=device)),
@@ -177,4 +191,6 @@ def make_figures(experiment: Experiment, *, n: int = 4, max_models: int = 6,
             out.append(job())
         except (DataError, CheckpointError, LeaderboardError) as e:
             log.warning("%s figure skipped: %s", name, e)
+        else:
+            remember(out[-1:])
     return out

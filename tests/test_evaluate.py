@@ -249,3 +249,26 @@ def test_real_nyu_subset_with_eigen_crop(tmp_path: Path, nyu_dir: Path) -> None:
         assert result[name] == pytest.approx(value, rel=1e-6), name
     assert 0.05 < result["si_rmse"] < 0.5 and 0.05 < result["abs_rel"] < 0.2
     assert evaluate(preds, full)["abs_rel"] > 1.0  # uncropped, the border counts
+
+
+def test_json_never_replaces_an_input_and_a_foreign_file_needs_overwrite(tmp_path: Path, cil_dir: Path,
+                                                                         capsys) -> None:
+    preds = tmp_path / "preds"
+    write_preds(preds, cil_dir, lambda gt, i: gt)
+    gt = cil_dir / "sample_000001_depth.npy"
+    before = gt.read_bytes()
+    for target, what in ((gt, "a dataset file"), (cil_dir / "train_list.txt", "the list file"),
+                         (preds / "sample_000002_depth.npy", "a prediction")):
+        code, _, err = run(capsys, "--pred", preds, "--data", cil_dir, "--json", target, "--overwrite")
+        assert code == 2 and f"{target.name}: --json would replace {what}" in err, err
+    assert gt.read_bytes() == before
+    out = tmp_path / "m.json"
+    assert run(capsys, "--pred", preds, "--data", cil_dir, "--json", out)[0] == 0
+    assert run(capsys, "--pred", preds, "--data", cil_dir, "--json", out)[0] == 0  # its own: replaced
+    assert json.loads(out.read_text())["written_by"] == "depth-grid evaluate"
+    out.write_text('{"mine": 1}')
+    code, _, err = run(capsys, "--pred", preds, "--data", cil_dir, "--json", out)
+    assert code == 2 and "m.json: exists and depth-grid did not write it; pass --overwrite" in err
+    assert json.loads(out.read_text()) == {"mine": 1}
+    assert run(capsys, "--pred", preds, "--data", cil_dir, "--json", out, "--overwrite")[0] == 0
+    assert json.loads(out.read_text())["count"] == 4

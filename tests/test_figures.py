@@ -87,3 +87,19 @@ def test_missing_split_skips_only_the_figures_that_need_it(experiment, tmp_path)
     (exp / "experiment.json").write_text(json.dumps(info))
     assert main(["--experiment", str(exp), "--n", "1", "--device", "cpu"]) == 1
     assert [p.name for p in (exp / "figures").glob("*.png")] == ["leaderboard.png"]
+
+
+def test_a_foreign_figure_is_kept_unless_overwrite_and_a_rerun_replaces_its_own(experiment, tmp_path, capsys):
+    import shutil
+
+    exp = tmp_path / "exp"
+    shutil.copytree(experiment, exp, ignore=shutil.ignore_patterns("figures"))
+    (exp / "figures").mkdir()
+    (exp / "figures" / "leaderboard.png").write_text("my own chart")
+    args = ["--experiment", str(exp), "--n", "1", "--max-models", "1", "--device", "cpu"]
+    assert main(args) == 2
+    assert "leaderboard.png: exists and depth-grid did not write it; pass --overwrite" in capsys.readouterr().err
+    assert [p.name for p in (exp / "figures").iterdir()] == ["leaderboard.png"]  # refused before drawing any
+    assert main([*args, "--overwrite"]) == 0
+    assert main(args) == 0  # its own figures now: replaced without --overwrite
+    _assert_not_blank(exp / "figures" / "leaderboard.png")

@@ -239,3 +239,86 @@ def test_native_input_groups_same_size_images(ckpt, tmp_path):
     out = dict(predict_items(model, items, spec, image_size=None, batch_size=3, progress=False))
     assert {items[i].name: d.shape for i, d in out.items()} == {
         "a.png": (37, 53), "b.jpg": (20, 30), "c.png": (37, 53)}
+
+
+# ---- the output rule (grid.inference.outputs) and one-line errors ---------------------------------
+
+def _digests(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"]])
+def test_predictions_never_replace_the_ground_truth(ckpt, tmp_path, capsys, extra):
+    data = write_cil(tmp_path / "d", n=3)
+    before = _digests(data)
+    args = ["--checkpoint", str(ckpt), "--input", str(data / "train_list.txt"), "--out", str(data), "--workers", "0"]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert "sample_000000_depth.npy: --out would replace a ground-truth depth file" in err and err.count("\n") == 1
+    assert _digests(data) == before  # refused before anything was written
+
+
+def test_a_hard_link_to_the_ground_truth_is_the_ground_truth(ckpt, tmp_path, capsys):
+    data = write_cil(tmp_path / "d", n=2)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "sample_000001_depth.npy").hardlink_to(data / "sample_000001_depth.npy")
+    assert main(["--checkpoint", str(ckpt), "--input", str(data), "--out", str(tmp_path / "p"), "--overwrite"]) == 2
+    assert "sample_000001_depth.npy: --out would replace a ground-truth depth file" in capsys.readouterr().err
+
+
+def test_a_rerun_replaces_its_own_outputs_and_a_foreign_file_needs_overwrite(ckpt, tmp_path, capsys):
+    src = _odd_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(ckpt), "--input", str(src), "--out", str(out), "--workers", "0"]
+    assert main(args) == 0 and main(args) == 0  # the second run replaces what the first wrote
+    assert sorted(json.loads((out / ".depth-grid-outputs.json").read_text())["files"]) == [
+        "a.npy", "a.png", "b.npy", "b.png", "c.npy", "c.png"]
+    (out / "b.png").unlink()
+    (out / "b.png").write_text("my own drawing")
+    (out / ".depth-grid-outputs.json").unlink()  # as if another tool had made the folder
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "a.npy: exists and depth-grid did not write it; pass --overwrite" in err
+    assert (out / "b.png").read_text() == "my own drawing"
+    assert main([*args, "--overwrite"]) == 0
+    assert Image.open(out / "b.png").format == "PNG"
+
+
+def test_outputs_never_go_over_an_input_image(ckpt, tmp_path, capsys):
+    src = _odd_folder(tmp_path / "in")
+    before = _digests(src)
+    assert main(["--checkpoint", str(ckpt), "--input", str(src), "--out", str(src), "--overwrite"]) == 2
+    assert "a.png: --out would replace an input image" in capsys.readouterr().err
+    assert _digests(src) == before
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "empty file"),
+    (b"hello\nworld\n", "neither the zip archive nor the pickle torch.save writes"),
+    (b"\x80\x02h\x05.", "KeyError"),  # the weights-only unpickler's own error on a foreign pickle
+])
+def test_foreign_bytes_are_one_checkpoint_error(tmp_path, content, problem):
+    path = tmp_path / "c.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"c\.pt: not a readable PyTorch checkpoint \(.*{problem}"):
+        load_checkpoint_model(path)
+
+
+def test_a_zip_of_other_things_is_not_a_checkpoint(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "c.pt", "w") as archive:
+        archive.writestr("notes.txt", "not weights")
+    with pytest.raises(CheckpointError, match=r"c\.pt: .*a zip archive of notes\.txt, without torch\.save's data\.pkl"):
+        load_checkpoint_model(tmp_path / "c.pt")
+
+
+def test_a_corrupt_image_read_by_a_worker_is_one_line(ckpt, tmp_path, capsys):
+    src = _odd_folder(tmp_path / "in")
+    (src / "c.png").write_bytes((src / "c.png").read_bytes()[:200])  # a valid header, then nothing
+    assert main(["--checkpoint", str(ckpt), "--input", str(src), "--out", str(tmp_path / "o"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {src / 'c.png'}: unreadable or corrupt image (image file is truncated)"]

@@ -90,3 +90,46 @@ def test_npy_dir_and_bad_checkpoint(tmp_path, capsys):
     broken.write_text("not a checkpoint")
     assert main(["--checkpoint", str(broken), "--data", str(data), "--out", str(tmp_path / "x.csv")]) == 2
     assert "broken.pt" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
+def test_the_maps_never_replace_the_ground_truth(tmp_path, capsys):
+    """Issue 25: a submission of the training list beside its data would have replaced every depth file."""
+    ckpt = make_checkpoint(tmp_path / "ck" / "checkpoint.pt")
+    data = write_cil(tmp_path / "d", n=3)
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        assert main(["--checkpoint", str(ckpt), "--data", str(data), "--list", "train_list.txt",
+                     "--out", str(data / "submission.csv"), "--workers", "0", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "_depth.npy: a map beside --out would replace a ground-truth depth file" in err, err
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before  # nothing written, not even the CSV
+
+
+def test_a_rerun_replaces_its_own_submission_and_a_foreign_csv_needs_overwrite(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "ck" / "checkpoint.pt")
+    data, ids = _test_set(tmp_path / "kaggle", n=2)
+    out = tmp_path / "sub" / "submission.csv"
+    args = ["--checkpoint", str(ckpt), "--data", str(data), "--out", str(out), "--workers", "0"]
+    assert main(args) == 0 and main(args) == 0
+    other = tmp_path / "mine.csv"
+    other.write_text("my own table\n")
+    capsys.readouterr()
+    assert main([*args[:-4], "--out", str(other), "--npy-dir", str(tmp_path / "n"), "--workers", "0"]) == 2
+    assert "mine.csv: exists and depth-grid did not write it; pass --overwrite" in capsys.readouterr().err
+    assert other.read_text() == "my own table\n" and not (tmp_path / "n").exists()
+    assert main([*args[:-4], "--out", str(other), "--npy-dir", str(tmp_path / "n"), "--workers", "0",
+                 "--overwrite"]) == 0
+    assert [r[0] for r in read_submission(other)] == ids
+
+
+def test_the_csv_never_replaces_an_experiment_record(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "ck" / "checkpoint.pt")
+    data, _ = _test_set(tmp_path / "kaggle", n=2)
+    exp = tmp_path / "results" / "exp1"
+    exp.mkdir(parents=True)
+    (exp / "experiment.json").write_text("{}")
+    (exp / "leaderboard.csv").write_text("trial_id\n")
+    assert main(["--checkpoint", str(ckpt), "--data", str(data), "--out", str(exp / "leaderboard.csv"),
+                 "--npy-dir", str(tmp_path / "n"), "--overwrite"]) == 2
+    assert "leaderboard.csv: exists in an experiment folder" in capsys.readouterr().err
+    assert (exp / "leaderboard.csv").read_text() == "trial_id\n"

@@ -4,21 +4,37 @@ figures, export): one typed, documented definition each, reused as ``Annotated``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from grid.cli._types import ImageSize, image_size
+from grid.cli._types import ImageSize
+
+if TYPE_CHECKING:
+    from grid.experiment.record import Experiment
+
+MIN_INPUT = 8  # the smallest model input a trial accepts (trainables.config: image_size, each >= 8)
+
+
+def _input_size(text: str) -> ImageSize:
+    """``--image-size``: ``"426x560"`` -> ``ImageSize(426, 560)``, each side at least ``MIN_INPUT``."""
+    from grid.sizes import parse_size
+
+    try:
+        return ImageSize(*parse_size(text, minimum=MIN_INPUT))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
 
 Checkpoint = Annotated[Path | None, typer.Option(help="a trial's checkpoint.pt (or its checkpoint folder)")]
 ExperimentDir = Annotated[Path | None, typer.Option(
     "--experiment", help="experiment folder (results/NAME): its best trial, its data settings")]
 Ensemble = Annotated[int | None, typer.Option(
-    metavar="K", help="with --experiment: average the log-depth of its best K finished trials, each at its "
+    min=1, metavar="K", help="with --experiment: average the log-depth of its best K finished trials, each at its "
                       "own input size")]
 BatchSize = Annotated[int, typer.Option(min=1, help="images per forward pass")]
 InputSize = Annotated[ImageSize | None, typer.Option(
-    parser=image_size, metavar="HxW", help="model input size (default: the checkpoint's training size)")]
+    parser=_input_size, metavar="HxW", help="model input size (default: the checkpoint's training size)")]
 Device = Annotated[Literal["cpu", "cuda"] | None, typer.Option(help="default: cuda when available")]
 Workers = Annotated[int, typer.Option(min=0, help="image loading processes")]
 Tta = Annotated[bool | None, typer.Option(
@@ -26,6 +42,8 @@ Tta = Annotated[bool | None, typer.Option(
 Crop = Annotated[Literal["eigen", "none"] | None, typer.Option(
     help="crop inputs (default: the experiment's for lists in its layout, else none)")]
 Format = Annotated[Literal["cil", "pairs"] | None, typer.Option(help="layout of a list file (default: detected)")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="replace existing files depth-grid did not write (never a file the command reads)")]
 Plugins = Annotated[list[str] | None, typer.Option(
     "--plugins", metavar="MODULE|FILE",
     help="import this module or .py file first, e.g. the @register_model of a plugin architecture "
@@ -55,3 +73,15 @@ def source(checkpoint: Path | None, experiment: Path | None, ensemble: int | Non
         exp.top_trials(ensemble)  # enough finished trials, or one line saying how many there are
         return None, exp
     return resolve_checkpoint(checkpoint, exp), exp
+
+
+def check_trial(experiment: Experiment, trial: str | None) -> None:
+    """Refuse a ``--trial`` the experiment's leaderboard has no checkpoint for, before torch and the
+    zoo load (``grid.inference.model.experiment_model`` makes the same check once they have)."""
+    if trial is None:
+        return
+    board = experiment.saved_leaderboard()
+    ids = [str(t) for t, c in zip(board.trial_id, board.checkpoint, strict=True) if c == c and str(c)]
+    if str(trial) not in ids:
+        raise ValueError(f"{experiment}: no trial {trial!r} with a checkpoint; trials with one: "
+                         f"{', '.join(ids) or 'none'}")

@@ -29,8 +29,9 @@ def evaluate(
     resize: Annotated[bool, typer.Option("--resize", help="bilinearly resize predictions to the target size "
                                                           "instead of failing")] = False,
     json: Annotated[Path | None, typer.Option("--json", help="also write the metrics to this JSON file")] = None,
+    overwrite: o.Overwrite = False,
     ensemble: Annotated[int | None, typer.Option(
-        metavar="K", help="with --experiment alone: score the mean log-depth of its best K finished trials on "
+        min=1, metavar="K", help="with --experiment alone: score the mean log-depth of its best K finished trials on "
                           "its validation split, against each of them")] = None,
     device: o.Device = None,
     plugins: o.Plugins = None,
@@ -61,15 +62,13 @@ def evaluate(
     from grid.inference.evaluate import format_table
     from grid.inference.inputs import DataSettings, with_settings
     from trainables.data import DatasetSpec
-    from trainables.io import write_json
 
     spec = DatasetSpec.detect(data, format, list_file=list_file)
     spec, applied = with_settings(spec, DataSettings(crop=crop, depth_scale=depth_scale), DataSettings.of(exp))
-    result = score(pred, spec, resize=resize)
+    result = score(pred, spec, resize=resize, out=json, overwrite=overwrite, experiment=exp)
     print(f"ground truth: {spec.format} list {spec.list_path}; {applied}")
     print(format_table(result))
     if json is not None:
-        write_json(json, result)
         print(f"wrote {json}")
 
 

@@ -21,7 +21,8 @@ def export(
     """Export a trained model as a Hugging Face folder: config.json, model.safetensors, README.md.
 
     It loads with grid.load_model(FOLDER) or DepthGridModel.from_pretrained(FOLDER), no
-    architecture named by hand, and its model card says what trained it.
+    architecture named by hand, and its model card says what trained it. --out is a new, empty
+    or earlier export folder, never the experiment folder or a checkpoint folder.
 
     \b
     examples:
@@ -31,8 +32,13 @@ def export(
     """
     from grid.cli.context import command_line
     from grid.experiment.record import Experiment
+    from grid.inference.outputs import export_outputs
+
+    exp = Experiment.load(experiment)
+    o.check_trial(exp, trial)  # both before torch loads: a mistake is answered in a second
+    export_outputs(out, exp)
     from grid.inference.export import export as write
 
     o.load_plugins(plugins)
-    folder = write(Experiment.load(experiment), out, trial=trial, push_to_hub=push_to_hub, command=command_line())
+    folder = write(exp, out, trial=trial, push_to_hub=push_to_hub, command=command_line())
     print(f"load it with grid.load_model({str(folder)!r}) or DepthGridModel.from_pretrained({str(folder)!r})")

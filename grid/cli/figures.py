@@ -17,6 +17,7 @@ def figures(
     n: Annotated[int, typer.Option(min=1, help="validation images in the comparison")] = 4,
     max_models: Annotated[int, typer.Option(min=1, help="architectures in the comparison")] = 6,
     device: o.Device = None,
+    overwrite: o.Overwrite = False,
     plugins: o.Plugins = None,
 ) -> None:
     """Comparison panels, the leaderboard chart and the split's clusters, under EXPERIMENT/figures/.
@@ -24,7 +25,8 @@ def figures(
     comparison.png: validation images as rows, RGB | target | the best trial of each
     architecture. leaderboard.png: best validation si_rmse per architecture with the paper's
     Kaggle scores as reference lines. clusters.png: examples of the split's near-duplicate
-    clusters. Exit code 1 when a figure could not be drawn (the others are still written).
+    clusters. Exit code 1 when a figure could not be drawn (the others are still written). A file
+    in figures/ that depth-grid did not write is replaced only with --overwrite.
 
     \b
     examples:
@@ -38,7 +40,8 @@ def figures(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     check_device(device)
     o.load_plugins(plugins)
-    paths = make_figures(Experiment.load(experiment), n=n, max_models=max_models, device=device)
+    paths = make_figures(Experiment.load(experiment), n=n, max_models=max_models, device=device,
+                         overwrite=overwrite)
     for p in paths:
         print(p)
     if len(paths) < 3:

@@ -26,6 +26,7 @@ def predict(
     tta: o.Tta = None,
     crop: o.Crop = None,
     format: o.Format = None,
+    overwrite: o.Overwrite = False,
     plugins: o.Plugins = None,
 ) -> None:
     """Depth maps (float32 metres .npy plus a coloured PNG) for images with a trained model.
@@ -34,6 +35,10 @@ def predict(
     to it, predicted, and its depth resized back to the image's own resolution. With
     --experiment, a list file or data folder in the experiment's layout is read with its crop,
     depth scale and format.
+
+    Nothing is written over a file the command reads (the dataset's images and ground truth, the
+    list, the experiment's records, a checkpoint); an existing file depth-grid did not write is
+    replaced only with --overwrite. Both are checked before the model loads.
 
     \b
     examples:
@@ -50,7 +55,7 @@ def predict(
     ckpt, exp = o.source(checkpoint, experiment, ensemble)
     explicit = DataSettings(format=format, crop=crop)
     options = {"image_size": image_size, "batch_size": batch_size, "device": device, "num_workers": workers,
-               "png": not no_png, "explicit": explicit, "tta": tta}
+               "png": not no_png, "explicit": explicit, "tta": tta, "overwrite": overwrite}
     if ensemble is not None:
         from grid.inference.ensemble import predict_ensemble
 

@@ -27,9 +27,14 @@ def submit(
     tta: o.Tta = None,
     crop: o.Crop = None,
     format: o.Format = None,
+    overwrite: o.Overwrite = False,
     plugins: o.Plugins = None,
 ) -> None:
     """A competition submission CSV (id,Depths; the competition's encoding) and the .npy maps.
+
+    Nothing is written over a file the command reads (the dataset's images and ground truth, the
+    list, the experiment's records, a checkpoint); an existing file depth-grid did not write is
+    replaced only with --overwrite. Both are checked before the model loads.
 
     \b
     examples:
@@ -45,7 +50,7 @@ def submit(
     ckpt, exp = o.source(checkpoint, experiment, ensemble)
     options = {"list_file": list_file, "npy_dir": npy_dir, "image_size": image_size, "batch_size": batch_size,
                "device": device, "num_workers": workers, "explicit": DataSettings(format=format, crop=crop),
-               "tta": tta}
+               "tta": tta, "overwrite": overwrite}
     if ensemble is not None:
         from grid.inference.ensemble import submit_ensemble
 

@@ -5,21 +5,21 @@ size (``input_size``) and flip test-time averaging (``use_tta``)."""
 from __future__ import annotations
 
 import logging
-import pickle
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from grid.experiment.record import Experiment
 from trainables.data import DEFAULT_SIZE
 
-if TYPE_CHECKING:  # importing the zoo loads every architecture's library; only for hints here
+if TYPE_CHECKING:  # torch and the zoo load on first use: a wrong file is refused before either
+    import torch
+
     from trainables.models import DepthModel
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT = "checkpoint.pt"  # the file in a Tune checkpoint folder
 # torch.compile and DataParallel prefix parameter names; strip them so such checkpoints still load.
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
@@ -28,15 +28,49 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def _read_checkpoint(path: Path) -> dict:
+def _unreadable(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable PyTorch checkpoint ({why})")
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names (a ``checkpoint.pt``, or the Tune checkpoint folder
+    holding one), checked to be what ``torch.save`` writes by its first bytes and, for a zip
+    archive, its table of contents: a text file, a truncated file or a zip of other things is
+    refused in a moment, before torch is imported. ``torch.load`` still checks the rest."""
+    path = Path(path).expanduser().resolve()
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise CheckpointError(f"{path}: a folder without a {CHECKPOINT}")
+        path = path / CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise _unreadable(path, "empty file")
+    if head.startswith(b"PK"):  # torch.save's zip archive (since torch 1.6)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise _unreadable(path, f"truncated or damaged zip archive: {e}") from e
+        if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            raise _unreadable(path, f"a zip archive of {', '.join(names[:3]) or 'nothing'}"
+                                    f"{', ...' if len(names) > 3 else ''}, without torch.save's data.pkl")
+    elif not head.startswith(b"\x80"):  # the legacy format is a pickle, protocol 2 or later
+        raise _unreadable(path, f"neither the zip archive nor the pickle torch.save writes; it starts {head!r}")
+    return path
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint's dict, from a file ``checkpoint_file`` passed."""
+    import torch
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
-            zipfile.BadZipFile) as e:  # torch.load raises any of these for corrupt or foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from e
+    except Exception as e:  # noqa: BLE001 - torch's weights-only unpickler raises KeyError, IndexError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise _unreadable(path, f"{type(e).__name__}: {first}" if first else type(e).__name__) from e
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(
             ckpt.get("arch_config"), dict):
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -84,12 +118,11 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
         CheckpointError: missing, corrupt or foreign file; unknown architecture; weights that do
             not fit the architecture.
     """
+    path = checkpoint_file(path)
+    ckpt = _read_checkpoint(path)
+    # every architecture's library: imported once the file is known to be a checkpoint
     from trainables.models import build_model
 
-    path = Path(path).expanduser().resolve()
-    if path.is_dir() and (path / "checkpoint.pt").is_file():  # a Tune checkpoint directory
-        path = path / "checkpoint.pt"
-    ckpt = _read_checkpoint(path)
     name, kwargs = ckpt["arch_config"]["name"], dict(ckpt["arch_config"].get("kwargs", {}))
     try:
         model = build_model(name, **kwargs)
@@ -116,12 +149,13 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
 
 def resolve_checkpoint(checkpoint: str | Path | None = None,
                        experiment: str | Path | Experiment | None = None) -> Path:
-    """``checkpoint`` as given, or the best trial's checkpoint of ``experiment``."""
+    """``checkpoint`` as given, or the best trial's checkpoint of ``experiment``; checked to
+    exist and look like a checkpoint (``checkpoint_file``) before anything loads."""
     if (checkpoint is None) == (experiment is None):
         raise ValueError("give exactly one of checkpoint or experiment")
     if checkpoint is not None:
-        return Path(checkpoint).expanduser().resolve()
-    return Experiment.load(experiment).best_checkpoints(1)[0]
+        return checkpoint_file(checkpoint)
+    return checkpoint_file(Experiment.load(experiment).best_checkpoints(1)[0])
 
 
 def input_size(info: dict, override: tuple[int, int] | None = None,

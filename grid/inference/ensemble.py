@@ -98,19 +98,27 @@ def predict_ensemble(experiment: Experiment, k: int, source: str | Path, out: st
                      image_size: tuple[int, int] | None = None, batch_size: int = 8,
                      device: str | None = None, num_workers: int = 0, png: bool = True,
                      progress: bool = True, explicit: DataSettings | None = None,
-                     tta: bool | None = None) -> list[Path]:
-    """``grid.inference.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths written."""
-    from grid.inference.inputs import NO_SETTINGS, DataSettings, collect
-    from grid.inference.predict import default_device, write_predictions
+                     tta: bool | None = None, overwrite: bool = False) -> list[Path]:
+    """``grid.inference.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths
+    written. The inputs and outputs are checked before any member loads."""
+    from grid.inference.inputs import NO_SETTINGS, DataSettings, check_images, collect
+    from grid.inference.outputs import Reads
+    from grid.inference.predict import check_device, default_device, prediction_outputs
+    from grid.inference.predict import write_predictions as write
 
+    experiment.top_trials(k)  # enough finished trials, before any image is read
+    found = collect(source, explicit=explicit or NO_SETTINGS, experiment=DataSettings.of(experiment))
+    prediction_outputs(found.items, out, png=png, reads=Reads().add_inputs(found).add_experiment(experiment),
+                       overwrite=overwrite)
+    check_images(found.items)
+    check_device(device)
     device = device or default_device()
     members = load_members(experiment, k, device=device, image_size=image_size, tta=tta)
-    found = collect(source, explicit=explicit or NO_SETTINGS, experiment=DataSettings.of(experiment))
     log.info("inputs: %s; ensemble of %d", found.describe, len(members))
     depths = ((i, depth) for i, depth, _ in ensemble_items(
         members, found.items, found.spec, batch_size=batch_size, device=device, num_workers=num_workers,
         progress=progress))
-    return write_predictions(depths, found.items, out, png=png, title_suffix=f" (top-{k} ensemble)")
+    return write(depths, found.items, out, png=png, title_suffix=f" (top-{k} ensemble)")
 
 
 def evaluate_ensemble(experiment: Experiment, k: int, *, device: str | None = None,
@@ -150,15 +158,22 @@ def submit_ensemble(experiment: Experiment, k: int, data: str | Path, out: str |
                     list_file: str = "test_list.txt", npy_dir: str | Path | None = None,
                     image_size: tuple[int, int] | None = None, batch_size: int = 8,
                     device: str | None = None, num_workers: int = 0, progress: bool = True,
-                    explicit: DataSettings | None = None, tta: bool | None = None) -> Path:
-    """``grid.submit.submit`` with the top-``k`` ensemble: the same CSV format and ``.npy`` maps."""
-    from grid.inference.inputs import NO_SETTINGS, DataSettings
-    from grid.inference.predict import default_device
-    from grid.inference.submit import submission_inputs, write_submission
+                    explicit: DataSettings | None = None, tta: bool | None = None,
+                    overwrite: bool = False) -> Path:
+    """``grid.submit.submit`` with the top-``k`` ensemble: the same CSV format and ``.npy`` maps,
+    the same checks of the inputs and outputs before any member loads."""
+    from grid.inference.inputs import NO_SETTINGS, DataSettings, check_images
+    from grid.inference.outputs import Reads
+    from grid.inference.predict import check_device, default_device
+    from grid.inference.submit import submission_inputs, submission_outputs, write_submission
 
     experiment.top_trials(k)  # enough finished trials, before any image is read
     found, ids = submission_inputs(data, list_file, explicit=explicit or NO_SETTINGS,
                                    experiment=DataSettings.of(experiment))
+    submission_outputs(found.items, out, npy_dir=npy_dir, reads=Reads().add_inputs(found).add_experiment(experiment),
+                       overwrite=overwrite)
+    check_images(found.items)
+    check_device(device)
     device = device or default_device()
     members = load_members(experiment, k, device=device, image_size=image_size, tta=tta)
     log.info("inputs: %s; ensemble of %d", found.describe, len(members))

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from grid.inference.outputs import Reads, check_outputs, marked
 from trainables.data import DataError, DatasetSpec, Item, index_dataset, load_depth
-from trainables.metrics import HIGHER_IS_BETTER, METRICS, MetricAccumulator
+from trainables.io import write_json
+
+if TYPE_CHECKING:
+    from grid.experiment.record import Experiment
 
 MAX_LISTED = 20  # problems printed before "... and N more"
 
@@ -78,23 +81,37 @@ def match_size(pred: np.ndarray, target: np.ndarray, item: Item, spec: DatasetSp
         if pred.shape == full:  # a full-frame prediction: score the same region as the target
             return pred[top:bottom, left:right]
     if resize:
+        import torch
+        import torch.nn.functional as F
+
         t = torch.from_numpy(pred)[None, None]  # (1, 1, h, w)
         return F.interpolate(t, size=target.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
     raise DataError(f"{path}: prediction is {pred.shape[0]}x{pred.shape[1]} but the target of "
                     f"{item.name} is {target.shape[0]}x{target.shape[1]} (pass --resize to resize)")
 
 
-def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False) -> dict:
+def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False, out: str | Path | None = None,
+             overwrite: bool = False, experiment: Experiment | None = None) -> dict:
     """Metrics of the predictions in ``pred_dir`` for every item of ``spec``'s list.
 
     Returns ``{<metric>: float for every name in METRICS, "count": images scored,
     "skipped": images without a valid target pixel}``. Raises ``DataError`` listing every
     problem (missing, extra, corrupt or wrongly sized predictions).
+
+    Args:
+        out: also write the result there as JSON (atomically, marked ``"written_by": "depth-grid
+            evaluate"``), checked before anything is scored by the output rule
+            (``grid.inference.outputs``: never over a prediction, the dataset's files or
+            ``experiment``'s records; a file depth-grid did not write only with ``overwrite``).
     """
     pred_dir = Path(pred_dir).expanduser().resolve()
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder does not exist")
     items = index_dataset(spec)
+    if out is not None:
+        out = json_output(out, pred_dir, items, spec, experiment=experiment, overwrite=overwrite)
+    from trainables.metrics import MetricAccumulator  # torch: after the checks
+
     problems = check_files(pred_dir, items)
     acc = MetricAccumulator()
     skipped = 0
@@ -116,11 +133,27 @@ def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False) -
                                       problems))
     if acc.count == 0:
         raise DataError(f"{spec.list_path}: no item has a valid ground-truth pixel; nothing to score")
-    return {**acc.result(), "count": acc.count, "skipped": skipped}
+    result = {**acc.result(), "count": acc.count, "skipped": skipped}
+    if out is not None:  # marked as depth-grid's own, so that a re-run may replace it
+        write_json(out, marked(result, "evaluate"))
+    return result
+
+
+def json_output(path: str | Path, pred_dir: Path, items: list[Item], spec: DatasetSpec, *,
+                experiment: Experiment | None = None, overwrite: bool = False) -> Path:
+    """``--json PATH``, checked by the output rule: not over a prediction, the dataset's files or
+    the experiment's records, nor a foreign file without ``overwrite``."""
+    reads = Reads().add_experiment(experiment).add_folder(spec.root, "the dataset folder")
+    reads.add_files((f for it in items for f in (it.rgb, it.depth)), "a dataset file").add_files(
+        [spec.list_path], "the list file")
+    reads.add_folder(pred_dir, "the prediction folder").add_files(pred_dir.rglob("*.npy"), "a prediction")
+    return check_outputs([path], reads, overwrite=overwrite, option="--json")[0]
 
 
 def format_table(result: dict) -> str:
     """The metrics as an aligned two-column text table."""
+    from trainables.metrics import HIGHER_IS_BETTER, METRICS
+
     lines = [f"{'metric':<10} {'value':>10}"]
     for name in METRICS:
         better = "higher" if name in HIGHER_IS_BETTER else "lower"

@@ -11,9 +11,12 @@ predicted whole, at each image's size. Flags given explicitly (``--crop``, ``--d
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from PIL import Image, UnidentifiedImageError
 
 from trainables.data import DEFAULT_LISTS, DataError, DatasetSpec, Item, index_dataset, sniff_format
 
@@ -56,6 +59,7 @@ class Inputs:
     items: list[Item]
     spec: DatasetSpec
     describe: str  # e.g. "pairs list /d/val.txt; crop (45, 471, 41, 601) from the experiment"
+    list_path: Path | None = None  # the list file read, None for one's own images
 
 
 def find_list(source: Path) -> Path | None:
@@ -81,7 +85,8 @@ def dataset_inputs(list_path: Path, *, explicit: DataSettings, experiment: DataS
     layout = explicit.format or sniff_format(list_path)
     spec, note = with_settings(DatasetSpec(root=list_path.parent, format=layout, list_file=list_path.name),
                                explicit, experiment)
-    return Inputs(index_dataset(spec, require_depth=require_depth), spec, f"{layout} list {list_path}; {note}")
+    return Inputs(index_dataset(spec, require_depth=require_depth), spec, f"{layout} list {list_path}; {note}",
+                  spec.list_path)
 
 
 def image_inputs(source: Path, *, crop: str | tuple[int, int, int, int] | None = None) -> Inputs:
@@ -117,6 +122,19 @@ def collect(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
         return dataset_inputs(list_path, explicit=explicit, experiment=experiment,
                               require_depth=require_depth)
     return image_inputs(source, crop=explicit.crop)
+
+
+def check_images(items: Iterable[Item]) -> None:
+    """Each item's RGB file opens as an image. Only its header is read: a text file named
+    ``.png`` fails here, before a model loads; a truncated image fails when it is decoded."""
+    for item in items:
+        try:
+            with Image.open(item.rgb):
+                pass
+        except UnidentifiedImageError as e:
+            raise DataError(f"{item.rgb}: not an image file PIL can read") from e
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a damaged header
+            raise DataError(f"{item.rgb}: unreadable or corrupt image ({e})") from e
 
 
 def with_settings(spec: DatasetSpec, explicit: DataSettings, experiment: DataSettings) -> tuple[DatasetSpec, str]:

@@ -17,24 +17,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
-from grid.inference.checkpoints import input_size, load_checkpoint_model, use_tta
-from grid.inference.inputs import NO_SETTINGS, DataSettings, collect
+from grid.inference.checkpoints import checkpoint_file, input_size, load_checkpoint_model, use_tta
+from grid.inference.inputs import NO_SETTINGS, DataSettings, Inputs, check_images, collect
+from grid.inference.outputs import Reads, check_folder, check_outputs, recorded
 from trainables.data import DataError, DatasetSpec, Item
-from trainables.dataset import DepthDataset, resize_image
 from trainables.io import atomic_write
 
-if TYPE_CHECKING:  # importing the zoo loads every architecture's library; only for hints here
+if TYPE_CHECKING:  # torch and the zoo load on first use: every check of the inputs and outputs runs first
+    import torch
+
     from grid.experiment.record import Experiment
     from trainables.models import DepthModel
 
 log = logging.getLogger(__name__)
 
 CMAP = "viridis"
+
+
 def collect_inputs(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
                    experiment: DataSettings = NO_SETTINGS) -> tuple[list[Item], DatasetSpec]:
     """Items to predict and how to read them (``grid.inference.inputs.collect``): a list file or data
@@ -56,10 +57,12 @@ def _native_size(item: Item, spec: DatasetSpec) -> tuple[int, int]:
     return h, w
 
 
-class _PredictSet(torch.utils.data.Dataset):
-    """Normalised image at the model's input size, plus its native size."""
+class _PredictSet:
+    """Normalised image at the model's input size, plus its native size (a map-style dataset)."""
 
     def __init__(self, items: list[Item], spec: DatasetSpec, size: tuple[int, int] | None) -> None:
+        from trainables.dataset import DepthDataset
+
         # size=None: DepthDataset keeps the native size; we resize here to know both.
         self.base = DepthDataset(items, spec, size=None, with_depth=False)
         self.size = size
@@ -67,13 +70,23 @@ class _PredictSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
-        image = self.base[i]["image"]  # (3, H, W)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, tuple[int, int] | str]:
+        from trainables.dataset import resize_image
+
+        try:
+            image = self.base[i]["image"]  # (3, H, W)
+        except DataError as e:  # raised in the main process by _collate's caller: one line, no worker traceback
+            return None, i, str(e)
         native = tuple(image.shape[-2:])
         return (resize_image(image, self.size) if self.size else image), i, native
 
 
-def _collate(batch: list) -> tuple[torch.Tensor, list[int], list[tuple[int, int]]]:
+def _collate(batch: list) -> tuple[torch.Tensor | None, list[int], list]:
+    import torch
+
+    bad = next((b[2] for b in batch if b[0] is None), None)
+    if bad is not None:
+        return None, [b[1] for b in batch], [bad]
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
 
 
@@ -86,13 +99,18 @@ def _batches(input_sizes: Sequence[tuple[int, int]], batch_size: int) -> list[li
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(device: str | None) -> None:
     """Refuse ``--device cuda`` where torch sees no CUDA device (before any model is loaded)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available here")
 
 
 def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
@@ -106,6 +124,9 @@ def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
         batch_size: images per forward pass (same-size images are batched together).
         tta: average each prediction with the mirrored prediction of the mirrored image.
     """
+    import torch
+    from tqdm import tqdm
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     # Only native-size input needs the sizes (read from headers) to group stackable images.
@@ -115,9 +136,11 @@ def predict_items(model: DepthModel, items: list[Item], spec: DatasetSpec, *,
         _PredictSet(items, spec, image_size), batch_sampler=sampler, collate_fn=_collate,
         num_workers=num_workers, pin_memory=torch.device(device).type == "cuda")
     model.eval()
-    with torch.inference_mode(), tqdm(total=len(items), unit="img", disable=not progress,
-                                      desc="predict") as bar:
+    with torch.inference_mode(), tqdm(total=len(items), unit="img", disable=None if progress else True,
+                                      desc="predict") as bar:  # a bar on a terminal only
         for images, indices, sizes in loader:
+            if images is None:  # an image that could not be read (_PredictSet)
+                raise DataError(sizes[0])
             yield from zip(indices, depth_maps(model, images.to(device, non_blocking=True), sizes, tta=tta),
                            strict=True)
             bar.update(len(indices))
@@ -131,6 +154,8 @@ def depth_maps(model: torch.nn.Module, images: torch.Tensor, sizes: Sequence[tup
     does, so that predicting the validation images reproduces the leaderboard's metrics.
     ``tta``: flip test-time averaging in log-depth (``trainables.recipe.forward_log_tta``).
     """
+    import torch.nn.functional as F
+
     from trainables.recipe import forward_log_tta
 
     log_depth = forward_log_tta(model, images, tta).float()  # (B, 1, h, w)
@@ -162,26 +187,47 @@ def save_depth(depth: np.ndarray, path: str | Path) -> None:
         np.save(fh, depth.astype(np.float32, copy=False))
 
 
-def predict(checkpoint: str | Path, source: str | Path, out: str | Path, *,
+def predict(checkpoint: str | Path, source: str | Path | Inputs, out: str | Path, *,
             experiment: Experiment | None = None, image_size: tuple[int, int] | None = None,
             batch_size: int = 8, device: str | None = None, num_workers: int = 0, png: bool = True,
-            progress: bool = True, explicit: DataSettings = NO_SETTINGS, tta: bool | None = None) -> list[Path]:
+            progress: bool = True, explicit: DataSettings = NO_SETTINGS, tta: bool | None = None,
+            overwrite: bool = False) -> list[Path]:
     """Predict every input image; return the ``.npy`` paths written (input order).
 
+    The inputs are read and the outputs checked (``grid.inference.outputs``: never over an input,
+    a foreign file only with ``overwrite``) before the model loads.
+
     Args:
+        source: a list file, data folder, image folder or image, or ``Inputs`` already collected.
         experiment: the experiment the checkpoint belongs to, if any: its input size stands in for
             a checkpoint that records none, and lists in its layout are read with its data settings.
         explicit: data settings given as flags; they override the experiment's (``grid.inference.inputs``).
         tta: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
+        overwrite: replace existing files depth-grid did not write (never one it reads).
     """
+    checkpoint = checkpoint_file(checkpoint)
+    found = source if isinstance(source, Inputs) else collect(
+        source, explicit=explicit, experiment=DataSettings.of(experiment))
+    reads = Reads().add_inputs(found).add_experiment(experiment).add_checkpoints([checkpoint])
+    prediction_outputs(found.items, out, png=png, reads=reads, overwrite=overwrite)
+    check_images(found.items)
+    check_device(device)
     device = device or default_device()
     model, info = load_checkpoint_model(checkpoint, device)
     size = input_size(info, image_size, experiment)
-    found = collect(source, explicit=explicit, experiment=DataSettings.of(experiment))
     log.info("inputs: %s; model input %dx%d", found.describe, *size)
     depths = predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size, device=device,
                            num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
     return write_predictions(depths, found.items, out, png=png)
+
+
+def prediction_outputs(items: list[Item], out: str | Path, *, png: bool = True, reads: Reads | None = None,
+                       overwrite: bool = False) -> list[Path]:
+    """The files predicting ``items`` into ``out`` will write (``out/<pred_name>``, and its
+    ``.png``), checked by the output rule before any work (``grid.inference.outputs``)."""
+    folder = check_folder(out)
+    names = [folder / it.pred_name for it in items]
+    return check_outputs([*names, *(n.with_suffix(".png") for n in names if png)], reads, overwrite=overwrite)
 
 
 def write_predictions(depths: Iterable[tuple[int, np.ndarray]], items: list[Item], out: str | Path, *,
@@ -190,10 +236,13 @@ def write_predictions(depths: Iterable[tuple[int, np.ndarray]], items: list[Item
     ``png``); return the paths written, in ``items`` order whatever order the depths came in."""
     out = Path(out).expanduser()
     written: list[Path | None] = [None] * len(items)
-    for i, depth in depths:
-        npy = out / items[i].pred_name
-        save_depth(depth, npy)
-        if png:
-            write_depth_png(depth, npy.with_suffix(".png"), title=items[i].name + title_suffix)
-        written[i] = npy
+    with recorded() as files:  # depth-grid's own outputs: a re-run may replace them
+        for i, depth in depths:
+            npy = out / items[i].pred_name
+            save_depth(depth, npy)
+            files.append(npy)
+            if png:
+                write_depth_png(depth, npy.with_suffix(".png"), title=items[i].name + title_suffix)
+                files.append(npy.with_suffix(".png"))
+            written[i] = npy
     return [p for p in written if p is not None]

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from grid.inference.checkpoints import input_size, load_checkpoint_model, use_tta
-from grid.inference.inputs import NO_SETTINGS, DataSettings, Inputs, dataset_inputs
-from grid.inference.predict import default_device, predict_items, save_depth
+from grid.inference.checkpoints import checkpoint_file, input_size, load_checkpoint_model, use_tta
+from grid.inference.inputs import NO_SETTINGS, DataSettings, Inputs, check_images, dataset_inputs
+from grid.inference.outputs import Reads, check_folder, check_outputs, recorded
+from grid.inference.predict import check_device, default_device, predict_items, save_depth
 from trainables.data import DataError, Item
 from trainables.io import atomic_write
 
@@ -91,8 +92,11 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
            image_size: tuple[int, int] | None = None, batch_size: int = 8,
            device: str | None = None, num_workers: int = 0, progress: bool = True,
            experiment: Experiment | None = None, explicit: DataSettings = NO_SETTINGS,
-           tta: bool | None = None) -> Path:
+           tta: bool | None = None, overwrite: bool = False) -> Path:
     """Predict the test list and write the submission CSV (atomically) and the ``.npy`` maps.
+
+    The test list is read and every output checked (``grid.inference.outputs``: never over an
+    input, a foreign file only with ``overwrite``) before the model loads.
 
     Args:
         checkpoint: a trial's ``checkpoint.pt``.
@@ -104,8 +108,14 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
             checkpoint that records none, and a test list in its layout is read with its crop.
         explicit: data settings given as flags; they override the experiment's (``grid.inference.inputs``).
         tta: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
+        overwrite: replace existing files depth-grid did not write (never one it reads).
     """
+    checkpoint = checkpoint_file(checkpoint)
     found, ids = submission_inputs(data, list_file, explicit=explicit, experiment=DataSettings.of(experiment))
+    reads = Reads().add_inputs(found).add_experiment(experiment).add_checkpoints([checkpoint])
+    submission_outputs(found.items, out, npy_dir=npy_dir, reads=reads, overwrite=overwrite)
+    check_images(found.items)
+    check_device(device)
     device = device or default_device()
     model, info = load_checkpoint_model(checkpoint, device)
     size = input_size(info, image_size, experiment)
@@ -113,6 +123,21 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
     depths = predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size,
                            device=device, num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
     return write_submission(depths, found.items, ids, out, npy_dir=npy_dir, source=checkpoint)
+
+
+def submission_outputs(items: list[Item], out: str | Path, *, npy_dir: str | Path | None = None,
+                       reads: Reads | None = None, overwrite: bool = False) -> list[Path]:
+    """The CSV and the ``.npy`` maps a submission writes, checked by the output rule before any
+    work (``grid.inference.outputs``)."""
+    csv = check_outputs([out], reads, overwrite=overwrite)
+    if npy_dir is not None:
+        folder = check_folder(npy_dir, option="--npy-dir")
+        return [*csv, *check_outputs((folder / it.pred_name for it in items), reads, overwrite=overwrite,
+                                     option="--npy-dir")]
+    advice = "give --npy-dir elsewhere"  # the maps go beside the CSV unless --npy-dir is given
+    folder = check_folder(csv[0].parent, option="the folder of --out", advice=advice)
+    return [*csv, *check_outputs((folder / it.pred_name for it in items), reads, overwrite=overwrite,
+                                 option="a map beside --out", advice=advice)]
 
 
 def submission_inputs(data: str | Path, list_file: str = "test_list.txt", *, explicit: DataSettings = NO_SETTINGS,
@@ -132,13 +157,16 @@ def write_submission(depths: Iterable[tuple[int, np.ndarray]], items: list[Item]
     out = Path(out).expanduser()
     npy_dir = Path(npy_dir).expanduser() if npy_dir is not None else out.parent
     cells: list[str | None] = [None] * len(items)
-    for i, depth in depths:
-        if not np.isfinite(depth).all():
-            raise DataError(f"{items[i].rgb}: the model predicted non-finite depth ({source})")
-        save_depth(depth, npy_dir / items[i].pred_name)
-        cells[i] = encode_depth(depth)
-    with atomic_write(out) as fh:
-        fh.write(HEADER + "\n")
-        for ident, cell in zip(ids, cells, strict=True):
-            fh.write(f"{ident},{cell}\n")
+    with recorded() as files:  # depth-grid's own outputs: a re-run may replace them
+        for i, depth in depths:
+            if not np.isfinite(depth).all():
+                raise DataError(f"{items[i].rgb}: the model predicted non-finite depth ({source})")
+            save_depth(depth, npy_dir / items[i].pred_name)
+            files.append(npy_dir / items[i].pred_name)
+            cells[i] = encode_depth(depth)
+        with atomic_write(out) as fh:
+            fh.write(HEADER + "\n")
+            for ident, cell in zip(ids, cells, strict=True):
+                fh.write(f"{ident},{cell}\n")
+        files.append(out)
     return out
