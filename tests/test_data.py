@@ -21,6 +21,7 @@ from trainables.data import (
     EIGEN_CROP,
     DataError,
     DatasetSpec,
+    check_headers,
     check_item,
     index_dataset,
     inspect_item,
@@ -377,3 +378,94 @@ def test_nyu_labeled_train(nyu_dir):
     assert 0.7 <= lo < 1.0 and 9.0 < hi <= 10.0
     sample = DepthDataset(index_dataset(spec)[:1], spec, train=True)[0]
     assert sample["image"].shape == (3, 426, 560) and sample["depth"].shape == (1, 426, 560)
+
+
+# ---- the run's fast check: headers only (trainables.data.check_headers) ----------------------
+
+def _cut(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+DAMAGE = {  # what a user's dataset can hold -> the words the fast check uses for it
+    "wrong shape": (lambda d: np.save(d / "sample_000002_depth.npy", np.ones((10, 12), np.float32)),
+                    "sample_000002_depth.npy: depth is 10x12 but sample_000002_rgb.png is 24x32"),
+    "truncated npy": (lambda d: _cut(d / "sample_000002_depth.npy", 300), "sample_000002_depth.npy: truncated .npy"),
+    "not an npy": (lambda d: (d / "sample_000002_depth.npy").write_text("depth"), "not a readable .npy file"),
+    "objects": (lambda d: np.save(d / "sample_000002_depth.npy", np.array([None, 1]), allow_pickle=True),
+                "holds Python objects"),
+    "3-D depth": (lambda d: np.save(d / "sample_000002_depth.npy", np.ones((24, 32, 3), np.float32)),
+                  "2-D real numeric array"),
+    "all NaN": (lambda d: np.save(d / "sample_000002_depth.npy", np.full((24, 32), np.nan, np.float32)),
+                "sample_000002_depth.npy: no valid depth pixel"),
+    "all zero and negative": (lambda d: np.save(d / "sample_000002_depth.npy", -np.ones((24, 32), np.float32)),
+                              "no valid depth pixel"),
+    "truncated rgb": (lambda d: _cut(d / "sample_000002_rgb.png", 200), "sample_000002_rgb.png: truncated image PNG"),
+    "rgb not an image": (lambda d: (d / "sample_000002_rgb.png").write_text("x"), "unreadable or corrupt image"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_check_headers_names_the_bad_item_and_the_doctor_agrees(cil_dir: Path, damage: str) -> None:
+    spec = DatasetSpec(cil_dir)
+    items = index_dataset(spec)
+    check_headers(items, spec)  # healthy
+    make, words = DAMAGE[damage]
+    make(cil_dir)
+    with pytest.raises(DataError) as e:
+        check_headers(items, spec)
+    assert words in str(e.value) and str(e.value).startswith("1 of 4 item(s) cannot be trained on")
+    assert f"depth-grid check --data {cil_dir}" in str(e.value) and "\n" not in str(e.value)
+    assert check_item(items[2], spec)  # never refused by the fast check and accepted by a full read
+
+
+def test_check_headers_accepts_what_training_reads(cil_dir: Path, pairs_dir: Path) -> None:
+    np.save(cil_dir / "sample_000001_depth.npy", np.ones((1, 24, 32), np.float64))  # (1, H, W) squeezes
+    depth = np.full((24, 32), np.nan, np.float32)
+    depth[20, 30] = 2.0  # one valid pixel, off the sparse sample's grid
+    np.save(cil_dir / "sample_000002_depth.npy", depth)
+    np.save(cil_dir / "sample_000003_depth.npy", np.asfortranarray(np.ones((24, 32), np.uint16)))
+    for folder, fmt in ((cil_dir, "cil"), (pairs_dir, "pairs")):
+        spec = DatasetSpec(folder, format=fmt)
+        items = index_dataset(spec)
+        check_headers(items, spec)
+        assert all(not check_item(it, spec) for it in items)
+
+
+def test_check_headers_pairs_and_crop(pairs_dir: Path) -> None:
+    spec = DatasetSpec(pairs_dir, format="pairs", crop=(0, 20, 0, 40))  # wider than 32 columns
+    with pytest.raises(DataError, match=r"4 of 4 item\(s\).*crop \(0, 20, 0, 40\) does not fit an image of 24x32"):
+        check_headers(index_dataset(spec), spec)
+    Image.open(pairs_dir / "rgb/0001.png").save(pairs_dir / "depth/0001.png")  # a colour image as depth
+    _cut(pairs_dir / "depth/0003.png", 100)
+    spec = DatasetSpec(pairs_dir, format="pairs")
+    with pytest.raises(DataError) as e:
+        check_headers(index_dataset(spec), spec)
+    assert "2 of 4" in str(e.value) and "depth/0001.png: depth PNG must be single-channel" in str(e.value)
+    assert "depth/0003.png: truncated depth PNG" in str(e.value)
+
+
+def test_check_headers_of_many_items_is_fast(tmp_path: Path) -> None:
+    import time
+
+    root = synth.generate(tmp_path / "d", scenes=10, views=10, size=(120, 160), seed=1)
+    spec = DatasetSpec(root)
+    items = index_dataset(spec)
+    t0 = time.perf_counter()
+    check_headers(items, spec)
+    assert time.perf_counter() - t0 < 1.0  # 100 items: a few ms each at most
+
+
+def test_a_file_given_for_the_folder_and_a_list_with_commas_say_so(cil_dir: Path, capsys) -> None:
+    with pytest.raises(DataError, match=r"train_list\.txt: is a file; --data takes the dataset folder"):
+        DatasetSpec.detect(cil_dir / "train_list.txt")
+    (cil_dir / "test_list.txt").write_text("sample_000000_rgb.png,sample_000000_depth.npy\n")
+    for require_depth in (True, False):
+        with pytest.raises(DataError, match=r"test_list\.txt:1: entries are separated by ','; a list file "
+                                            r"separates them with spaces"):
+            index_dataset(DatasetSpec(cil_dir, list_file="test_list.txt"), require_depth=require_depth)
+    (cil_dir / "x;y_rgb.png").write_bytes((cil_dir / "sample_000000_rgb.png").read_bytes())
+    (cil_dir / "test_list.txt").write_text("x;y_rgb.png\n")  # a file named so exists: an entry, not two
+    assert [it.name for it in index_dataset(DatasetSpec(cil_dir, list_file="test_list.txt"),
+                                            require_depth=False)] == ["x;y_rgb.png"]
+    assert depth_grid(["check", "--data", str(cil_dir / "train_list.txt")]) == 2
+    assert "is a file" in capsys.readouterr().err

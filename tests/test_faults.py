@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -198,3 +200,92 @@ def test_a_config_error_inside_a_trial_is_not_retried(ray_session, scenes: Path,
     (exp / "experiment.json").write_text(json.dumps({"tune_dirs": [str(storage / "bad")]}))
     (row,) = build_leaderboard(exp).to_dict("records")
     assert row["status"] == "error" and "ConfigError: trial setting lr=-1.0" in row["error"]
+
+
+# ---- every check that needs no Ray runs before Ray: nothing computed, nothing written ------------
+
+def test_a_name_clash_lists_the_settings_that_differ(tmp_path: Path):
+    from grid.experiment.plan import ExperimentError
+    from grid.experiment.prepare import check_resume, record_experiment, signature_changes
+
+    old = {"space": "smoke", "studies": [["smoke", {"arch": {"grid_search": ["unet", "mobilenet_unet"]},
+                                                    "lr": 0.001, "epochs": 1}]],
+           "data": {"root": "/d", "crop": None}, "split": "fp-sequence-k", "storage": "/r/ray"}
+    new = {**old, "studies": [["smoke", {"arch": {"grid_search": ["unet"]}, "lr": 0.01, "epochs": 1}]],
+           "data": {"root": "/d", "crop": [0, 10, 0, 10]}}
+    assert signature_changes(old, new) == ['data.crop: None -> [0, 10, 0, 10]', 'arch: ["unet", "mobilenet_unet"] -> ["unet"]',
+                                           "lr: 0.001 -> 0.01"]
+    folder = tmp_path / "exp"
+    record_experiment(folder, {"name": "exp", "signature": old, "split": str(folder / "split.json")})
+    (folder / "split.json").write_text(json.dumps({"params": {"method": "sequence", "threshold": 0.9, "seed": 0}}))
+    before = (folder / "experiment.json").read_text()
+    no_split = {k: v for k, v in new.items() if k != "split"}
+    with pytest.raises(ExperimentError) as e:
+        check_resume(folder, no_split, {"method": "paper", "threshold": 0.9, "seed": 0})
+    message = str(e.value)
+    assert "started with other settings (data.crop: None -> [0, 10, 0, 10]; arch: " in message and "\n" not in message
+    assert message.count(" -> ") == 4 and "; split.method: sequence -> paper)" in message
+    with pytest.raises(ExperimentError, match=r"; split\.method: sequence -> paper \(and 1 more\)\)"):
+        check_resume(folder, no_split, {"method": "paper", "threshold": 0.9, "seed": 3})  # five: one counted
+    check_resume(folder, {k: v for k, v in old.items() if k != "split"}, {"method": "sequence", "threshold": 0.9, "seed": 0})
+    with pytest.raises(ExperimentError, match="split: fp-sequence-k -> fp2-sequence-k"):  # the exact check, later
+        record_experiment(folder, {"name": "exp", "signature": {**old, "split": "fp2-sequence-k"}})
+    assert (folder / "experiment.json").read_text() == before
+
+
+def test_pre_ray_checks_write_nothing_and_answer_at_once(tmp_path: Path):
+    import socket
+    import time
+
+    from grid.experiment.gpus import check_cpus, local_node
+    from grid.experiment.plan import ExperimentError
+    from grid.experiment.run import check_address, check_writable
+
+    check_writable(tmp_path / "a" / "b" / "c", create=False)  # --dry-run's: made by the run, not by the check
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(ExperimentError, match=r"f/r: cannot write results there \(.*f is a file, not a folder\)"):
+        check_writable(tmp_path / "f" / "r", create=False)
+    with pytest.raises(ExperimentError, match=r"f/r: cannot write results there \(.*f is a file, not a folder\)"):
+        check_writable(tmp_path / "f" / "r")
+    with socket.socket() as s:  # a port nothing listens on: bound, never listened
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        t0 = time.perf_counter()
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            with pytest.raises(ExperimentError, match=rf"--address {address}: no Ray cluster answers at 127\.0\.0\.1:{port}"):
+                check_address(address)
+        assert time.perf_counter() - t0 < 5
+    check_address("auto")  # Ray's to resolve
+    with pytest.raises(ExperimentError, match=r"--cpus-per-trial 64: no node has or can get 64 CPUs.*The largest node "
+                                              r"has 2 and no node type to add; pass --cpus-per-trial 2 or less"):
+        check_cpus(64, [2.0, 1.0], [])
+    with pytest.raises(ExperimentError, match="its autoscaler can add at most 8 per node"):
+        check_cpus(16, [2.0], [8.0, 4.0])
+    check_cpus(16, [2.0], [32.0])  # a node type it can add holds it
+    check_cpus(16, [2.0], [None])  # a node type that does not say: it might
+    check_cpus(2, [2.0], [])
+    cpus, gpus = local_node()  # Ray's own resolution of a new local node (internal: fails if it moves)
+    assert cpus >= 1 and gpus >= 0
+
+
+def test_the_weights_path_needs_no_torch_and_is_torchs(tmp_path: Path):
+    code = ("import sys; from trainables.weights import mobilenet_v2_weights_path as p; a = p(); "
+            "assert 'torch' not in sys.modules; import torch.hub; assert a == p(), (a, p()); print(a)")
+    for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {}):
+        base = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "XDG_CACHE_HOME")}
+        out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_preflight_of_a_sound_run_starts_and_writes_nothing(scenes: Path, tmp_path: Path):
+    from grid.experiment.config import RunConfig
+    from grid.experiment.run import preflight
+
+    checked = preflight(RunConfig(space="smoke", data=scenes, results=tmp_path / "r"), dry_run=True)
+    assert len(checked.items) == 15 and checked.spec.root == scenes.resolve()
+    assert checked.storage == str((tmp_path / "r" / "ray").resolve())
+    assert list(tmp_path.iterdir()) == []  # --dry-run's checks make nothing
+    preflight(RunConfig(space="smoke", data=scenes, results=tmp_path / "r"))
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["r", "r/ray"]  # a run's: folders

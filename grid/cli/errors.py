@@ -2,7 +2,9 @@
 code, never a traceback. An exception the map does not know is a bug and keeps its traceback.
 
 Exit codes: 0 done; 1 the job ran and failed (a failed trial, a bad item in a checked dataset);
-2 bad input (an option, a file, a folder, an address, missing weights).
+2 bad input (an option, a file, a folder, an address, missing weights); 130 interrupted (Ctrl-C:
+``depth-grid run`` names the trials it stopped; elsewhere typer turns the KeyboardInterrupt into
+this code).
 
 The map names classes as ``"module:Class"`` and finds them in ``sys.modules`` only: an exception
 of a class can exist only once its module is loaded, so the map imports nothing and
@@ -23,6 +25,7 @@ from grid.cli.context import PROG
 
 FAILED = 1
 BAD_INPUT = 2
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 
 def one_line(text: object) -> str:

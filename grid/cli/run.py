@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from grid.cli.context import command_line
-from grid.cli.errors import BAD_INPUT, fail
+from grid.cli.errors import BAD_INPUT, INTERRUPTED, fail
 
 if TYPE_CHECKING:
     from grid.experiment.config import RunConfig
@@ -74,21 +74,30 @@ def run(
 ) -> None:
     """Run or resume a grid of trials: one Ray Tune trial per architecture / lambda / lr.
 
-    The split is computed (or read from its cache) before any trial starts and reaches every
-    trial through Ray's object store. Re-running the same command resumes an interrupted
-    experiment. Exit code 1 when a trial ended in error.
+    Every check that needs no Ray (settings, data, folders, weights, resources, a --name that
+    holds other settings) runs first, within seconds. The split is computed (or read from its
+    cache) before any trial starts and reaches every trial through Ray's object store.
+    Re-running the same command resumes an interrupted experiment. Exit code 1 when a trial
+    ended in error, 130 when Ctrl-C stopped the run (the leaderboard names the trials).
     """
     cfg, dry = config(dict(locals()))
     if dry:
         from grid.experiment.dryrun import dry_run as preview
-        from grid.experiment.run import validated_plan
+        from grid.experiment.run import preflight
 
-        print(preview(cfg, *validated_plan(cfg)))
+        checked = preflight(cfg, dry_run=True)  # what the run would refuse, --dry-run refuses too
+        print(preview(cfg, checked.space_mod, checked.plan))
         return
     from grid.experiment.run import run as run_experiment
 
     experiment = run_experiment(cfg)
-    failed = experiment.saved_leaderboard().query("status == 'error'")
+    board = experiment.saved_leaderboard()
+    stopped = board.query("status == 'interrupted'")
+    if len(stopped):
+        raise typer.Exit(fail(f"interrupted: {len(stopped)} trial(s) did not finish: {', '.join(stopped.trial_id)}; "
+                              f"run the same command to resume them (see {experiment / 'leaderboard.md'})",
+                              INTERRUPTED))
+    failed = board.query("status == 'error'")
     if len(failed):
         raise typer.Exit(fail(f"{len(failed)} trial(s) ended in error: {', '.join(failed.trial_id)} "
                               f"(see {experiment / 'leaderboard.md'})"))

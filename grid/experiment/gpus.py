@@ -1,5 +1,7 @@
 """How many GPUs each trial asks for: 1 when the cluster has GPUs now or its autoscaler can add
-nodes with GPUs, else 0; an explicit ``--gpus-per-trial N`` no node can ever hold is refused.
+nodes with GPUs, else 0; an explicit ``--gpus-per-trial N`` no node can ever hold is refused, and
+so is a ``--cpus-per-trial`` no node has or can get (:func:`check_cpus`). For a new local Ray
+both are checked before it starts, against :func:`local_node`.
 
 The decision (:func:`decide`) is a pure function of plain data. :func:`cluster_gpus` gathers it:
 the GPUs of the alive nodes from ``ray.nodes()``, and the GPU node types the autoscaler can add
@@ -56,9 +58,11 @@ def _describe(types: tuple[NodeType, ...]) -> str:
                      f"{'no node limit' if t.max_nodes < 0 else f'up to {t.max_nodes} nodes'})" for t in types)
 
 
-def node_types_from_autoscaling_config(cfg: dict[str, Any]) -> tuple[NodeType, ...]:
-    """Worker node types with GPUs in an autoscaler v1 config (the YAML of ``ray up``), as Ray
-    reads it: a type's ``max_workers`` defaults to the global ``max_workers``, which caps it."""
+def groups_from_autoscaling_config(cfg: dict[str, Any]) -> list[tuple[str, dict[str, float], int]]:
+    """Worker node types of an autoscaler v1 config (the YAML of ``ray up``) as ``(name,
+    resources, max_nodes)``, as Ray reads it: a type's ``max_workers`` defaults to the global
+    ``max_workers``, which caps it. ``resources`` holds what the type declares (Ray detects
+    the rest, e.g. the CPUs, when the node starts)."""
     cap = cfg.get("max_workers")
     out = []
     for name, nt in (cfg.get("available_node_types") or {}).items():
@@ -67,10 +71,13 @@ def node_types_from_autoscaling_config(cfg: dict[str, Any]) -> tuple[NodeType, .
         most = nt.get("max_workers", cap if cap is not None else -1)
         if cap is not None and (most < 0 or most > cap):
             most = cap
-        gpus = float((nt.get("resources") or {}).get("GPU", 0))
-        if gpus > 0 and most != 0:
-            out.append(NodeType(name, gpus, int(most)))
-    return tuple(out)
+        out.append((name, {k: float(v) for k, v in (nt.get("resources") or {}).items()}, int(most)))
+    return out
+
+
+def node_types_from_autoscaling_config(cfg: dict[str, Any]) -> tuple[NodeType, ...]:
+    """Worker node types with GPUs in an autoscaler v1 config (see ``groups_from_autoscaling_config``)."""
+    return node_types_from_groups(groups_from_autoscaling_config(cfg))
 
 
 def node_types_from_groups(groups: list[tuple[str, dict[str, float], int]]) -> tuple[NodeType, ...]:
@@ -117,6 +124,32 @@ def decide(requested: float | None, node_gpus: list[float], addable: tuple[NodeT
     return GpuPlan(float(requested), f"--gpus-per-trial {_fmt(requested)} ({where}); {have}", now, addable)
 
 
+def check_cpus(requested: float, node_cpus: list[float], addable: list[float | None], source: str = "") -> None:
+    """Refuse ``--cpus-per-trial`` that no node has or can get: Tune would leave every trial
+    PENDING forever. ``addable``: the CPUs of each node type the autoscaler can add (None: the
+    type does not declare them, so it might have enough)."""
+    largest = max(node_cpus, default=0.0)
+    if requested <= largest or any(c is None or requested <= c for c in addable):
+        return
+    from grid.experiment.plan import ExperimentError  # as in decide()
+
+    can_add = (f"its autoscaler{f' ({source})' if source else ''} can add at most {_fmt(max(addable))} per node"
+               if addable else "no node type to add")
+    raise ExperimentError(
+        f"--cpus-per-trial {_fmt(requested)}: no node has or can get {_fmt(requested)} CPUs, so every trial "
+        f"would wait forever. The largest node has {_fmt(largest)} and {can_add}; pass --cpus-per-trial "
+        f"{_fmt(largest)} or less.")
+
+
+def local_node() -> tuple[float, float]:
+    """(CPUs, GPUs) a new local Ray gives this machine, before it starts: Ray's own resolution
+    of a head node's resources (cgroup limits, CUDA_VISIBLE_DEVICES included; internal, as above)."""
+    from ray._private.resource_and_label_spec import ResourceAndLabelSpec
+
+    spec = ResourceAndLabelSpec().resolve(is_head=True)
+    return float(spec.num_cpus), float(spec.num_gpus)
+
+
 # ---- what Ray knows (internals: see the module docstring) ---------------------------------------
 
 def _monitor_config(gcs_address: str, proc: Path = Path("/proc")) -> tuple[str, dict | None]:
@@ -161,8 +194,9 @@ def _read_on_head() -> tuple[str, str, Any]:
     return ("v1", *_monitor_config(ray.get_runtime_context().gcs_address))
 
 
-def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], str]:
-    """GPU node types this cluster's autoscaler can add, and where that was read."""
+def addable_groups(timeout_s: float = 60.0) -> tuple[list[tuple[str, dict[str, float], int]], str]:
+    """Every node type this cluster's autoscaler can add, as ``(name, resources, max_nodes)``,
+    and where that was read."""
     import ray
 
     task = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001}, max_retries=0)(_read_on_head)
@@ -171,10 +205,16 @@ def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], s
         kind, where, data = ray.get(ref, timeout=timeout_s)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as e:
         ray.cancel(ref)
-        return (), f"autoscaler config unreadable on the head node ({type(e).__name__})"
+        return [], f"autoscaler config unreadable on the head node ({type(e).__name__})"
     if kind == "v2":
-        return node_types_from_groups(data), where
-    return (node_types_from_autoscaling_config(data) if data else ()), where
+        return list(data), where
+    return (groups_from_autoscaling_config(data) if data else []), where
+
+
+def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], str]:
+    """GPU node types this cluster's autoscaler can add, and where that was read."""
+    groups, where = addable_groups(timeout_s)
+    return node_types_from_groups(groups), where
 
 
 def cluster_gpus(requested: float | None) -> GpuPlan:
@@ -187,3 +227,16 @@ def cluster_gpus(requested: float | None) -> GpuPlan:
         return decide(requested, node_gpus, ())
     addable, source = addable_node_types()
     return decide(requested, node_gpus, addable, source)
+
+
+def cluster_cpus(requested: float) -> None:
+    """:func:`check_cpus` for the connected Ray cluster (asks the autoscaler only when no alive
+    node has enough)."""
+    import ray
+
+    node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
+    if requested <= max(node_cpus, default=0.0):
+        return
+    groups, source = addable_groups()
+    addable = [res.get("CPU") for _, res, most in groups if most != 0]
+    check_cpus(requested, node_cpus, addable, source)

@@ -97,6 +97,13 @@ def _status(done: int, epochs: int, tune_status: str | None, error: str) -> str:
     return "error" if error else "incomplete"
 
 
+def _tune_id(trial_dir: str, statuses: dict[str, str]) -> str:
+    """The id of a trial with no result yet (interrupted before its first report): Tune names its
+    folder ``<trainable>_<id>_<index>_...``; the folder's name when no known id is in it."""
+    name = Path(trial_dir).name
+    return next((t for t in statuses if f"_{t}_" in name), name)
+
+
 def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: dict[str, str],
               prices: dict[str, float] | None = None) -> dict:
     """One trial's row. Every validation metric comes from one epoch: the one with the best
@@ -111,7 +118,7 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
     checkpoint, best = _best_checkpoint(store, trial_dir)
     if not best and results:  # no checkpoint on disk (yet): the best reported epoch
         best = min(results, key=lambda r: r.get("si_rmse", math.inf))
-    trial_id = (raw[-1].get("trial_id") if raw else None) or Path(trial_dir).name
+    trial_id = (raw[-1].get("trial_id") if raw else None) or _tune_id(trial_dir, statuses)
     epochs = int(params.get("epochs", 0))
     done = int(last.get("epoch", 0))
     config_error = next((r["config_error"] for r in raw if r.get("config_error")), "")
@@ -173,7 +180,9 @@ def experiment_trials(info: dict) -> Iterator[tuple[Storage, list[str]]]:
 def build_leaderboard(experiment_dir: Path, statuses: dict[str, str] | None = None,
                       prices: str | Path | None = None) -> pd.DataFrame:
     """One row per trial folder of the experiment's Tune runs, best SI-RMSE first; ``prices``: a
-    price table file replacing the experiment's (``grid.cost``)."""
+    price table file replacing the experiment's (``grid.cost``). ``statuses`` (trial id ->
+    status) overrides Tune's for trials that did not finish: ``depth-grid run`` marks those a
+    Ctrl-C stopped ``interrupted`` (rebuilt later from storage alone, they read ``incomplete``)."""
     from grid.experiment.cost import experiment_prices
 
     info = read_experiment(experiment_dir)

@@ -89,9 +89,10 @@ def describe(value: Any) -> str:
     return str(value)
 
 
-def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
-    """Raise ``ConfigError`` naming the study, key, value and rule of the first invalid setting,
-    then ``ExperimentError`` for unknown architectures; return how many configs were checked."""
+def check_values(plan: list[tuple[str, dict[str, Any]]]) -> tuple[int, set[str], set[str]]:
+    """Every config through ``TrialConfig`` (``ConfigError`` naming the study, key, value and
+    rule of the first invalid one); returns (configs checked, architectures, those asking for an
+    encoder learning rate). Needs no model code."""
     checked, archs, lr_split = 0, set(), set()
     for name, param_space in plan:
         for config in concrete_configs(param_space):
@@ -103,7 +104,12 @@ def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
             if cfg.encoder_lr_mult != 1:
                 lr_split.add(cfg.arch)
             checked += 1
-    # After the values: importing the zoo loads transformers and smp, which takes seconds.
+    return checked, archs, lr_split
+
+
+def check_archs(archs: set[str], lr_split: set[str] = frozenset()) -> None:
+    """``ExperimentError`` for an architecture the registry lacks, or one asked for an encoder
+    learning rate that declares no encoder. Imports the model zoo (transformers, smp: seconds)."""
     from trainables.models import MODELS
 
     unknown = sorted(archs - set(MODELS))
@@ -113,4 +119,11 @@ def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
     if no_encoder:
         raise ExperimentError(f"encoder_lr_mult needs an architecture that declares its encoder "
                               f"(register_model(encoder=...)); {no_encoder} do not")
+
+
+def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
+    """Raise ``ConfigError`` naming the study, key, value and rule of the first invalid setting,
+    then ``ExperimentError`` for unknown architectures; return how many configs were checked."""
+    checked, archs, lr_split = check_values(plan)
+    check_archs(archs, lr_split)  # after the values: the zoo's import takes seconds
     return checked
