@@ -21,7 +21,6 @@ from trainables.data import (
     EIGEN_CROP,
     DataError,
     DatasetSpec,
-    check_headers,
     check_item,
     index_dataset,
     inspect_item,
@@ -30,6 +29,7 @@ from trainables.data import (
     load_rgb,
 )
 from trainables.dataset import DepthDataset, collate, denormalize, normalize
+from trainables.headers import check_headers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -380,7 +380,7 @@ def test_nyu_labeled_train(nyu_dir):
     assert sample["image"].shape == (3, 426, 560) and sample["depth"].shape == (1, 426, 560)
 
 
-# ---- the run's fast check: headers only (trainables.data.check_headers) ----------------------
+# ---- the run's fast check: headers only (trainables.headers.check_headers) ----------------------
 
 def _cut(path: Path, keep: int) -> None:
     path.write_bytes(path.read_bytes()[:keep])

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from grid import Experiment, RunConfig, run_grid
-from grid.experiment.run import run
 from grid.experiment.leaderboard import LeaderboardError
+from grid.experiment.run import run
 from grid.synth import generate
 from trainables.config import ConfigError
 

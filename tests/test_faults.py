@@ -239,7 +239,7 @@ def test_pre_ray_checks_write_nothing_and_answer_at_once(tmp_path: Path):
 
     from grid.experiment.gpus import check_cpus, local_node
     from grid.experiment.plan import ExperimentError
-    from grid.experiment.run import check_address, check_writable
+    from grid.experiment.preflight import check_address, check_writable
 
     check_writable(tmp_path / "a" / "b" / "c", create=False)  # --dry-run's: made by the run, not by the check
     assert list(tmp_path.iterdir()) == []
@@ -281,7 +281,7 @@ def test_the_weights_path_needs_no_torch_and_is_torchs(tmp_path: Path):
 
 def test_preflight_of_a_sound_run_starts_and_writes_nothing(scenes: Path, tmp_path: Path):
     from grid.experiment.config import RunConfig
-    from grid.experiment.run import preflight
+    from grid.experiment.preflight import preflight
 
     checked = preflight(RunConfig(space="smoke", data=scenes, results=tmp_path / "r"), dry_run=True)
     assert len(checked.items) == 15 and checked.spec.root == scenes.resolve()

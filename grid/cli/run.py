@@ -83,7 +83,7 @@ def run(
     cfg, dry = config(dict(locals()))
     if dry:
         from grid.experiment.dryrun import dry_run as preview
-        from grid.experiment.run import preflight
+        from grid.experiment.preflight import preflight
 
         checked = preflight(cfg, dry_run=True)  # what the run would refuse, --dry-run refuses too
         print(preview(cfg, checked.space_mod, checked.plan))

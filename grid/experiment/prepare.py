@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from grid.experiment.plan import ExperimentError
 from search_spaces.profiles import SYNTHETIC
-from trainables.data import DatasetSpec, Item, check_headers, index_dataset
+from trainables.data import DatasetSpec, Item, index_dataset
+from trainables.headers import check_headers
 from trainables.io import write_json
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def data_spec(data: Path | None, results: Path, **spec_kw: Any) -> DatasetSpec:
 
 def checked_items(spec: DatasetSpec) -> list[Item]:
     """The list's items, every file present and every item sound as far as its headers tell
-    (``trainables.data.check_headers``): a ``DataError`` naming the first bad ones otherwise."""
+    (``trainables.headers.check_headers``): a ``DataError`` naming the first bad ones otherwise."""
     items = index_dataset(spec)
     check_headers(items, spec)
     return items
