@@ -24,7 +24,7 @@ import grid
 from grid.cli import command
 from grid.inference.checkpoints import CheckpointError
 from grid.inference.export import ExportError, export
-from grid.inference.model import DepthGridModel, is_export, load_model
+from grid.inference.model import DepthGridModel, is_export, load_model, portable
 from grid.inference.predict import predict
 from trainables.data import DataError
 from trainables.models import MODELS
@@ -113,14 +113,79 @@ def test_card_says_what_trained_the_model(exp, tmp_path):
     for expected in [
         "# depth-grid unet (exp1)", "trial `t1` of experiment `exp1`", MODELS["unet"].description,
         "none (from scratch)", "32x48",  # weights it started from, input size
-        str(exp.parents[1] / "data"), "| format | cil |", "`sequence`: images linked by embedding similarity (cosine >= 0.9",  # data, split
+        "| dataset folder | data |", "| format | cil |", "`sequence`: images linked by embedding similarity (cosine >= 0.9",  # data, split
         "| lr | 0.001 |", "| lam | 0.5 |",  # the trial's settings
         "at epoch 3", "| si_rmse | 0.3 |", "| abs_rel | 0.125 |", "| delta1 | 0.875 |",  # its metrics
         "Experiment command: `depth-grid run --space smoke`", "torch 2.14.1", "`abc1234` (uncommitted changes)",
         "Trial device: cpu", "Export command: `depth-grid export --experiment x`",
+        "Checkpoint (in the experiment's Tune storage): `t1/checkpoint_000002/checkpoint.pt`",
     ]:
         assert expected in text, expected
     assert "node-a" not in text  # hostnames are not metrics
+
+
+# An absolute local path where a token starts: POSIX, home, Windows drive or UNC, file:// URI
+# (not "a / b", not a URL's "://").
+ABSOLUTE = re.compile(r"""(?:^|[\s`'"(=\[|,])(?:/(?=[^\s/])|//\w|~/|[A-Za-z]:[\\/]|\\\\|file://)""")
+
+
+def _strings(value) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_an_export_names_no_absolute_local_path(exp, tmp_path):
+    """Issue 20: config.json and the card of an export from an experiment whose every path is
+    absolute (data root, split, storage, checkpoints, the commands that ran it) name none of them."""
+    root = tmp_path / "abs"
+    shutil.copytree(exp.parents[1], root)  # the fixture's whole tree: data, results, ray
+    experiment = root / "results" / "exp1"
+    info = json.loads((experiment / "experiment.json").read_text())
+    info["data"]["root"], info["split"] = str(root / "data"), str(root / "results/splits/s.json")
+    info.update(storage=str(root / "ray"), tune_dirs=[str(root / "ray")], provenance={
+        **PROVENANCE, "command": ["depth-grid", "run", "--data", str(root / "data"), f"--results={root}/results",
+                                  "--storage", f"file://{root}/ray", "--plugins", "C:\\Users\\me\\plugin.py"]})
+    (experiment / "experiment.json").write_text(json.dumps(info))
+    board = experiment / "leaderboard.csv"
+    board.write_text(board.read_text().replace(str(exp.parents[1]), str(root)))
+    ckpt = root / "ray/t1/checkpoint_000002/checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["trial_config"]["pretrained"] = str(root / "weights")  # a trial setting holding a path
+    state["provenance"]["command"] = [str(root / ".venv/bin/python"), "-m", "grid.cli", "run", "--data", str(root / "data")]
+    torch.save(state, ckpt)
+
+    out = export(experiment, tmp_path / "f", command=["depth-grid", "export", "--experiment", str(experiment),
+                                                      "--out", str(tmp_path / "f")])
+    config_text, card = (out / "config.json").read_text(), (out / "README.md").read_text()
+    config = json.loads(config_text)
+    for text in (config_text, card, *_strings(config)):
+        for local in (str(tmp_path), str(tmp_path.resolve()), str(root), tempfile.gettempdir() + "/", "C:\\"):
+            assert local not in text, (local, text[:200])
+        assert not ABSOLUTE.search(text), (ABSOLUTE.search(text), text[:200])
+    # What predict needs and what says where the model came from are all still there, by name.
+    assert config["data"] == {**info["data"], "root": "data"}
+    # relative to the folder holding the experiment's Tune run ("ray" here; "smoke" after depth-grid run)
+    assert config["training_record"]["checkpoint"] == "ray/t1/checkpoint_000002/checkpoint.pt"
+    assert config["training_record"]["experiment_provenance"]["command"] == [
+        "depth-grid", "run", "--data", "data", "--results=results", "--storage", "ray", "--plugins", "plugin.py"]
+    assert config["training_record"]["trial_config"]["pretrained"] == "weights"
+    assert "Export command: `depth-grid export --experiment exp1 --out f`" in card and "| dataset folder | data |" in card
+    model = load_model(out, device="cpu")
+    assert model.data == config["data"] and model.predict(_photo(tmp_path / "photo.png")).shape == (37, 53)
+
+
+def test_portable_keeps_what_is_not_an_absolute_path():
+    kept = ["depth-grid run --space smoke", "https://huggingface.co/me/depth", "s3://bucket/runs", "a / b",
+            "relative/dir/file.png", "./here", "2.14.1+cu130", "H x W", "none (from scratch)", "1/2"]
+    assert portable(kept) == kept
+    assert portable({"data": {"root": "rel/nyu", "crop": [45, 471, 41, 601]}, "n": 3, "x": None}) == {
+        "data": {"root": "nyu", "crop": [45, 471, 41, 601]}, "n": 3, "x": None}
+    assert portable(["/a/b/c", "~/w", "x=/a/b", "C:\\d\\e", "C:/f/g", "\\\\host\\share\\h", "file:///i/j",
+                     "see /k/l.", "(/m/n)"]) == ["c", "w", "x=b", "e", "g", "h", "j", "see l.", "(n)"]
 
 
 def test_card_names_the_pretrained_source_a_trial_started_from():
@@ -187,8 +252,9 @@ def test_load_model_takes_each_kind_of_path(exp, tmp_path):
         assert isinstance(model, DepthGridModel) and not model.training, kind
         assert model.image_size == (32, 48), kind
         depths[kind] = model.predict(photo)
-    assert models["experiment"].data == models["export"].data == json.loads(
-        (exp / "experiment.json").read_text())["data"]
+    recorded = json.loads((exp / "experiment.json").read_text())["data"]
+    # the dataset by its folder's name (a config names no absolute local path), the rest as recorded
+    assert models["experiment"].data == models["export"].data == {**recorded, "root": "data"}
     assert models["checkpoint"].data is None  # a checkpoint alone does not record the data
     for kind in ("checkpoint", "tune folder", "export"):
         np.testing.assert_array_equal(depths[kind], depths["experiment"], err_msg=kind)

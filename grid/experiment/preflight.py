@@ -41,10 +41,11 @@ def _planned(cfg: RunConfig) -> tuple[ModuleType, Plan, set[str], set[str]]:
     return space_mod, plan, archs, lr_split
 
 
-def check_writable(folder: Path, *, create: bool = True) -> None:
-    """Fail before any work when results cannot be written in ``folder``: it is made (the run
-    writes there next) and probed. ``create=False`` (``--dry-run``) makes nothing: the nearest
-    folder that exists takes the probe file, removed at once."""
+def check_writable(folder: Path, *, create: bool = False) -> None:
+    """Fail before any work when results cannot be written in ``folder``. Without ``create``
+    (the checks before Ray: a refused run leaves nothing behind) nothing is made: the nearest
+    folder that exists takes a probe file, removed at once; with it, ``folder`` is made first
+    (``run``, once Ray's own checks have passed) and probed."""
     import tempfile
 
     existing = folder
@@ -59,6 +60,11 @@ def check_writable(folder: Path, *, create: bool = True) -> None:
             pass
     except OSError as e:
         raise ExperimentError(f"{folder}: cannot write results there ({e.strerror or e})") from e
+
+
+def local_folders(storage: str, results: Path) -> list[Path]:
+    """The folders a run writes to on this machine: a local storage, the results root."""
+    return ([Path(storage)] if "://" not in storage else []) + [results]
 
 
 def storage_root(cfg: RunConfig) -> str:
@@ -117,13 +123,12 @@ def _split_params(cfg: RunConfig, spec: DatasetSpec) -> dict[str, Any]:
 
 
 def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
-    """Every check that needs no Ray, cheapest first; computes nothing.
+    """Every check that needs no Ray, cheapest first; computes and writes nothing.
 
     The plan's values, the prices, the address, the GPUs and CPUs of a new local Ray (not for
-    ``dry_run``), the ``--eval-data`` sets' files, the folders (made, unless ``dry_run``: the only
-    thing written),
-    the data (the list, every item's headers), a ``--name`` that holds other settings and the
-    weights; then, with the model zoo loaded (seconds), the architectures and the eval sets.
+    ``dry_run``), the ``--eval-data`` sets' files, that the folders can be written, the data (the
+    list, every item's headers), a ``--name`` that holds other settings and the weights; then,
+    with the model zoo loaded (seconds), the architectures and the eval sets.
     """
     import ray
 
@@ -149,8 +154,8 @@ def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
     check_eval_data(cfg.eval_data)
     results = cfg.results.expanduser().resolve()
     storage = storage_root(cfg)
-    for folder in ([Path(storage)] if "://" not in storage else []) + [results]:
-        check_writable(folder, create=not dry_run)
+    for folder in local_folders(storage, results):
+        check_writable(folder)  # made by the run only after Ray's checks: a refused run writes nothing
     spec = data_spec(cfg.data, results, **cfg.data_settings())
     items = None if cfg.synthetic else checked_items(spec)
     folder, split = results / cfg.experiment_name, _split_params(cfg, spec)

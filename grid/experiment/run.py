@@ -23,7 +23,9 @@ from grid.experiment.config import RunConfig
 from grid.experiment.plan import ExperimentError
 from grid.experiment.preflight import (
     Checked,
+    check_writable,
     eval_sets_of,
+    local_folders,
     preflight,
     signature,
 )
@@ -174,6 +176,8 @@ def run(cfg: RunConfig) -> Experiment:
         gpu_plan = cluster_gpus(cfg.gpus_per_trial)  # refuses GPUs no node can have: nothing written
         cluster_cpus(cfg.cpus_per_trial)  # and CPUs
         print(f"GPUs per trial: {gpu_plan.gpus_per_trial:g} ({gpu_plan.reason})")
+        for folder in local_folders(checked.storage, cfg.results.expanduser().resolve()):
+            check_writable(folder, create=True)  # the first thing the run writes
         data = prepare(cfg, checked)
         prov = provenance(list(cfg.command) or None)
         experiment = record(cfg, checked.plan, data, gpu_plan, checked.storage, prov, checked.prices)

@@ -4,6 +4,8 @@
 does); ``card_fields`` turns its config (architecture, input size, data record, training record)
 into the template's values. Every field of the training record is optional: a card written for a
 bare checkpoint, or for an experiment from before provenance was recorded, says "not recorded".
+The config it is filled from names no absolute local path (``grid.inference.model.portable``):
+the dataset by its folder's name, the checkpoint relative to the experiment's Tune storage.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def _data(data: dict | None, record: dict) -> str:
         return f"Dataset: {NOT_RECORDED} (exported from a bare checkpoint)."
     kind = "the built-in synthetic scenes (`grid.synth`)" if record.get("synthetic") else "a local dataset"
     crop = data.get("crop")
-    rows = {"root": data.get("root"), "format": data.get("format"), "list file": data.get("list_file") or "the format's default",
+    rows = {"dataset folder": data.get("root"), "format": data.get("format"),
+            "list file": data.get("list_file") or "the format's default",
             "depth scale (raw / metres)": data.get("depth_scale"),
             "crop (top, bottom, left, right)": crop if crop else "none"}
     return f"Trained on {kind}:\n\n" + _table(rows)
@@ -150,7 +153,8 @@ def _provenance(record: dict) -> str:
     if record.get("export"):
         lines += _provenance_lines("Export", record["export"])
     if record.get("checkpoint"):
-        lines.append(f"- Checkpoint: `{record['checkpoint']}`")
+        where = " (in the experiment's Tune storage)" if record.get("experiment") else ""
+        lines.append(f"- Checkpoint{where}: `{record['checkpoint']}`")
     return "\n".join(lines)
 
 

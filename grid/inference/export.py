@@ -42,13 +42,16 @@ def export(experiment: str | Path | Experiment, out: str | Path, *, trial: str |
         command: the command line recorded in the card (default: this process's).
 
     Returns:
-        ``out``, holding ``config.json``, ``model.safetensors`` and ``README.md``.
+        ``out``, holding ``config.json``, ``model.safetensors`` and ``README.md``; neither of the
+        text files names an absolute local path (``grid.inference.model.portable``): the data by
+        its folder's name, the checkpoint within the experiment's storage, paths on the recorded
+        command lines by their last part.
 
     Raises:
         LeaderboardError: ``experiment`` is not an experiment folder or has no leaderboard.
         ValueError: no such trial, a checkpoint that cannot be used, ``out`` holds other files.
     """
-    from grid.inference.model import experiment_model
+    from grid.inference.model import experiment_model, portable
 
     out = Path(out).expanduser()
     _check_out(out)  # before loading anything
@@ -56,8 +59,8 @@ def export(experiment: str | Path | Experiment, out: str | Path, *, trial: str |
     record = model.training_record
     print(f"Exporting trial {record.get('trial_id')} ({model.config['arch']}, epoch {record.get('epoch')}, "
           f"si_rmse {record.get('metrics', {}).get('si_rmse')}) from {record.get('checkpoint')}")
-    model.config["training_record"] = {**record, "export": {
-        "command": list(command if command is not None else sys.argv), "versions": versions()}}
+    model.config["training_record"] = {**record, "export": portable({  # no absolute local path
+        "command": [str(a) for a in (command if command is not None else sys.argv)], "versions": versions()})}
     (out / "README.md").unlink(missing_ok=True)  # the mixin keeps an existing card: write it anew
     model.save_pretrained(out)
     print(f"written: {out} (config.json, model.safetensors, README.md)")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -48,10 +49,14 @@ class DepthGridModel(nn.Module, PyTorchModelHubMixin, library_name="depth-grid",
         arch: a name in ``trainables.models.MODELS``.
         kwargs: the architecture's options (``{"size": "tiny"}``), as in ``build_model``.
         image_size: the training input ``[H, W]``; ``predict`` resizes every image to it.
-        data: the experiment's data record (``experiment.json["data"]``: root, format, crop, ...),
-            kept for reference; ``predict`` takes an image whole whatever crop trained the model.
+        data: the experiment's data record (``experiment.json["data"]``: format, crop, depth
+            scale, and the dataset's folder by name), kept for reference; ``predict`` takes an
+            image whole whatever crop trained the model.
         training_record: what trained it (trial settings, metrics, weights, split, provenance),
             for the model card.
+
+    ``config.json`` and the card hold no absolute local path (``portable``): a dataset root, a
+    checkpoint or a path on a recorded command line is written by its last part(s).
 
     Example:
         >>> model = DepthGridModel("unet", {"size": "tiny"}, [32, 48])  # random weights
@@ -116,7 +121,13 @@ class DepthGridModel(nn.Module, PyTorchModelHubMixin, library_name="depth-grid",
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         params = sum(p.numel() for p in self.parameters())
-        return super().generate_model_card(*args, **{**card_fields(self.config, params), **kwargs})
+        return super().generate_model_card(*args, **{**card_fields(portable(self.config), params), **kwargs})
+
+    def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None, **kwargs) -> str | None:
+        """The mixin's ``save_pretrained`` (and ``push_to_hub``, which saves through it), writing
+        ``config.json`` with no absolute local path (``portable``); the card is written from the same."""
+        config = portable(self.config if config is None else config)
+        return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, strict: bool = True, **kwargs) -> DepthGridModel:
@@ -136,9 +147,11 @@ class DepthGridModel(nn.Module, PyTorchModelHubMixin, library_name="depth-grid",
         net, info = load_checkpoint_model(path, device)  # rebuilt and checked by grid.inference.checkpoints
         record = experiment.record if experiment is not None else {}
         size = input_size(info, None, experiment)
-        args = _jsonable({"arch": info["arch_config"]["name"], "kwargs": info["arch_config"]["kwargs"],
-                          "image_size": list(size), "data": record.get("data"),
-                          "training_record": training_record(info, record, trial or {})})
+        info = {**info, "path": checkpoint_name(info["path"], experiment)}
+        # portable: the config (config.json, the card) names no absolute local path
+        args = portable(_jsonable({"arch": info["arch_config"]["name"], "kwargs": info["arch_config"]["kwargs"],
+                                   "image_size": list(size), "data": record.get("data"),
+                                   "training_record": training_record(info, record, trial or {})}))
         # The network is built and loaded already: record the config as a call of cls(**args)
         # would (the mixin does so in __new__) without building a second, random one in __init__.
         model = cls.__new__(cls, **args)
@@ -163,6 +176,56 @@ def training_record(info: dict, experiment: dict, trial: dict) -> dict[str, Any]
             "experiment_provenance": experiment.get("provenance") or {},
         })
     return record
+
+
+# An absolute local path in a recorded string: POSIX (/a/b), home (~/a), Windows (C:\a, C:/a,
+# \\host\share) or a file:// URI; not a URL's //host/path, a relative path or "a / b".
+_ABSOLUTE = re.compile(r"file://[^\s'\"`|,;()\[\]]+"
+                       r"|(?<![\w:/\\.~-])(?:~|[A-Za-z]:)?[/\\]{1,2}(?=[^\s/\\])[^\s'\"`|,;()\[\]]*")
+
+
+def _last_part(path: str) -> str:
+    return re.split(r"[/\\]+", path.removeprefix("file://").rstrip("/\\"))[-1]
+
+
+def portable(value: Any) -> Any:
+    """``value`` (a JSON value: a config, a record) with every absolute local path in its
+    strings replaced by the path's last part: a data root ``/home/me/data/nyu`` is ``nyu``, a
+    recorded ``--data=/tmp/x/scenes`` is ``--data=scenes``; a data record's ``root`` is its
+    folder's name even when relative. What ``predict`` uses (format, crop, depth scale, input
+    size, the trial's settings) is unchanged. An exported folder can be shared or pushed to the
+    Hub without the machine it was made on (``tests/test_export.py`` checks config.json and the card)."""
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: _last_part(m.group()), value)
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, dict):
+        out = {k: portable(v) for k, v in value.items()}
+        data = out.get("data")
+        if isinstance(data, dict) and isinstance(data.get("root"), str):  # the data record: by name
+            out["data"] = {**data, "root": PurePath(data["root"].replace("\\", "/")).name or data["root"]}
+        return out
+    return value
+
+
+def checkpoint_name(path: str | Path, experiment: Experiment | None = None) -> str:
+    """A checkpoint as its experiment's storage names it, for the record: relative to the folder
+    holding the experiment's Tune runs (``smoke/train_depth_..._00000/checkpoint_000000/checkpoint.pt``),
+    else its last three parts (trial folder, checkpoint folder, file)."""
+    path = Path(path)
+    bases: list[Path] = []
+    if experiment is not None:
+        record = experiment.record
+        bases += [Path(d).parent for d in record.get("tune_dirs") or [] if "://" not in str(d)]
+        storage = record.get("storage")
+        if storage and "://" not in storage:
+            bases.append(Path(storage))
+        bases.append(experiment.path)
+    for base in bases:
+        for candidate in (base, base.expanduser().resolve()):
+            if path.is_relative_to(candidate):
+                return path.relative_to(candidate).as_posix()
+    return PurePath(*path.parts[-3:]).as_posix() if path.is_absolute() else path.as_posix()
 
 
 def _jsonable(obj: Any) -> Any:
