@@ -384,3 +384,5 @@ def test_run_export_then_load_in_a_fresh_process(tmp_path):
     text = (folder / "README.md").read_text()
     assert "`sequence`: images linked by embedding similarity (cosine >= 0.9" in text and "built-in synthetic" not in text
     assert "| si_rmse |" in text and re.search(r"Export command: `.*export --experiment", text)
+    for written in (text, (folder / "config.json").read_text()):  # issue 20: no absolute local path
+        assert str(tmp_path) not in written and not ABSOLUTE.search(written), ABSOLUTE.search(written)

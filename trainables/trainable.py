@@ -28,6 +28,7 @@ from trainables.models import MODELS, PretrainedWeightsError, build_model
 from trainables.plugins import load_plugins
 from trainables.provenance import device_name, versions
 from trainables.state import RAW_MODEL_KEY, TrialState
+from trainables.vml import resolve_vml
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -212,6 +213,7 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
         # raising into Tune's --max-failures retries. The leaderboard shows it as an error.
         tune.report({"si_rmse": float("nan"), "config_error": str(e)})
         return
+    resolve_vml()  # exact CPU exp/log/sqrt from the first parallel call on (trainables.vml)
     torch.manual_seed(cfg.seed)
     device = pick_device()
     train_loader, val_loader = make_loaders(cfg, data)

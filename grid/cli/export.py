@@ -40,5 +40,5 @@ def export(
     from grid.inference.export import export as write
 
     o.load_plugins(plugins)
-    folder = write(exp, out, trial=trial, push_to_hub=push_to_hub, command=command_line())
+    folder = write(exp, out, trial=trial, push_to_hub=push_to_hub, command=[*command_line()[0].split(), *command_line()[1:]])
     print(f"load it with grid.load_model({str(folder)!r}) or DepthGridModel.from_pretrained({str(folder)!r})")

@@ -157,7 +157,9 @@ def depth_maps(model: torch.nn.Module, images: torch.Tensor, sizes: Sequence[tup
     import torch.nn.functional as F
 
     from trainables.recipe import forward_log_tta
+    from trainables.vml import resolve_vml
 
+    resolve_vml()  # before exp's first parallel call: see trainables.vml
     log_depth = forward_log_tta(model, images, tta).float()  # (B, 1, h, w)
     return [F.interpolate(d[None], size=hw, mode="bilinear", align_corners=False).exp()[0, 0]
             .cpu().numpy().astype(np.float32, copy=False)
