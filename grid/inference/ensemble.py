@@ -31,7 +31,7 @@ from trainables.io import write_json
 
 if TYPE_CHECKING:
     from grid.experiment.record import Experiment
-    from grid.inference.inputs import DataSettings
+    from grid.inference.inputs import DataSettings, Inputs
     from trainables.data import DatasetSpec, Item
     from trainables.models import DepthModel
 
@@ -94,6 +94,24 @@ def ensemble_items(members: Sequence[Member], items: list[Item], spec: DatasetSp
             bar.update(len(part))
 
 
+def ensemble_depths(experiment: Experiment, k: int, found: Inputs, *, image_size: tuple[int, int] | None = None,
+                    batch_size: int = 8, device: str | None = None, num_workers: int = 0, progress: bool = True,
+                    tta: bool | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """The images' headers and ``device`` checked, then the top-``k`` members loaded and their
+    mean log-depth yielded per item: what the ensemble's predict and submit share."""
+    from grid.inference.inputs import check_images
+    from grid.inference.predict import check_device, default_device
+
+    check_images(found.items)
+    check_device(device)
+    device = device or default_device()
+    members = load_members(experiment, k, device=device, image_size=image_size, tta=tta)
+    log.info("inputs: %s; ensemble of %d", found.describe, len(members))
+    return ((i, depth) for i, depth, _ in ensemble_items(
+        members, found.items, found.spec, batch_size=batch_size, device=device, num_workers=num_workers,
+        progress=progress))
+
+
 def predict_ensemble(experiment: Experiment, k: int, source: str | Path, out: str | Path, *,
                      image_size: tuple[int, int] | None = None, batch_size: int = 8,
                      device: str | None = None, num_workers: int = 0, png: bool = True,
@@ -101,23 +119,17 @@ def predict_ensemble(experiment: Experiment, k: int, source: str | Path, out: st
                      tta: bool | None = None, overwrite: bool = False) -> list[Path]:
     """``grid.inference.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths
     written. The inputs and outputs are checked before any member loads."""
-    from grid.inference.inputs import NO_SETTINGS, DataSettings, check_images, collect
+    from grid.inference.inputs import NO_SETTINGS, DataSettings, collect
     from grid.inference.outputs import Reads
-    from grid.inference.predict import check_device, default_device, prediction_outputs
+    from grid.inference.predict import prediction_outputs
     from grid.inference.predict import write_predictions as write
 
     experiment.top_trials(k)  # enough finished trials, before any image is read
     found = collect(source, explicit=explicit or NO_SETTINGS, experiment=DataSettings.of(experiment))
     prediction_outputs(found.items, out, png=png, reads=Reads().add_inputs(found).add_experiment(experiment),
                        overwrite=overwrite)
-    check_images(found.items)
-    check_device(device)
-    device = device or default_device()
-    members = load_members(experiment, k, device=device, image_size=image_size, tta=tta)
-    log.info("inputs: %s; ensemble of %d", found.describe, len(members))
-    depths = ((i, depth) for i, depth, _ in ensemble_items(
-        members, found.items, found.spec, batch_size=batch_size, device=device, num_workers=num_workers,
-        progress=progress))
+    depths = ensemble_depths(experiment, k, found, image_size=image_size, batch_size=batch_size, device=device,
+                             num_workers=num_workers, progress=progress, tta=tta)
     return write(depths, found.items, out, png=png, title_suffix=f" (top-{k} ensemble)")
 
 
@@ -162,9 +174,8 @@ def submit_ensemble(experiment: Experiment, k: int, data: str | Path, out: str |
                     overwrite: bool = False) -> Path:
     """``grid.submit.submit`` with the top-``k`` ensemble: the same CSV format and ``.npy`` maps,
     the same checks of the inputs and outputs before any member loads."""
-    from grid.inference.inputs import NO_SETTINGS, DataSettings, check_images
+    from grid.inference.inputs import NO_SETTINGS, DataSettings
     from grid.inference.outputs import Reads
-    from grid.inference.predict import check_device, default_device
     from grid.inference.submit import submission_inputs, submission_outputs, write_submission
 
     experiment.top_trials(k)  # enough finished trials, before any image is read
@@ -172,12 +183,6 @@ def submit_ensemble(experiment: Experiment, k: int, data: str | Path, out: str |
                                    experiment=DataSettings.of(experiment))
     submission_outputs(found.items, out, npy_dir=npy_dir, reads=Reads().add_inputs(found).add_experiment(experiment),
                        overwrite=overwrite)
-    check_images(found.items)
-    check_device(device)
-    device = device or default_device()
-    members = load_members(experiment, k, device=device, image_size=image_size, tta=tta)
-    log.info("inputs: %s; ensemble of %d", found.describe, len(members))
-    depths = ((i, depth) for i, depth, _ in ensemble_items(
-        members, found.items, found.spec, batch_size=batch_size, device=device, num_workers=num_workers,
-        progress=progress))
+    depths = ensemble_depths(experiment, k, found, image_size=image_size, batch_size=batch_size, device=device,
+                             num_workers=num_workers, progress=progress, tta=tta)
     return write_submission(depths, found.items, ids, out, npy_dir=npy_dir, source=f"top-{k} ensemble")

@@ -212,15 +212,27 @@ def predict(checkpoint: str | Path, source: str | Path | Inputs, out: str | Path
         source, explicit=explicit, experiment=DataSettings.of(experiment))
     reads = Reads().add_inputs(found).add_experiment(experiment).add_checkpoints([checkpoint])
     prediction_outputs(found.items, out, png=png, reads=reads, overwrite=overwrite)
+    depths = checkpoint_depths(checkpoint, found, experiment=experiment, image_size=image_size,
+                               batch_size=batch_size, device=device, num_workers=num_workers, progress=progress,
+                               tta=tta)
+    return write_predictions(depths, found.items, out, png=png)
+
+
+def checkpoint_depths(checkpoint: Path, found: Inputs, *, experiment: Experiment | None = None,
+                      image_size: tuple[int, int] | None = None, batch_size: int = 8, device: str | None = None,
+                      num_workers: int = 0, progress: bool = True,
+                      tta: bool | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """The images' headers and ``device`` checked, then the checkpoint's model loaded and run on
+    every item at its input size (``input_size``) with its TTA (``use_tta``): what predict and
+    submit share once their outputs are checked."""
     check_images(found.items)
     check_device(device)
     device = device or default_device()
     model, info = load_checkpoint_model(checkpoint, device)
     size = input_size(info, image_size, experiment)
     log.info("inputs: %s; model input %dx%d", found.describe, *size)
-    depths = predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size, device=device,
-                           num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
-    return write_predictions(depths, found.items, out, png=png)
+    return predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size, device=device,
+                         num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
 
 
 def prediction_outputs(items: list[Item], out: str | Path, *, png: bool = True, reads: Reads | None = None,

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from grid.inference.checkpoints import checkpoint_file, input_size, load_checkpoint_model, use_tta
-from grid.inference.inputs import NO_SETTINGS, DataSettings, Inputs, check_images, dataset_inputs
+from grid.inference.checkpoints import checkpoint_file
+from grid.inference.inputs import NO_SETTINGS, DataSettings, Inputs, dataset_inputs
 from grid.inference.outputs import Reads, check_folder, check_outputs, recorded
-from grid.inference.predict import check_device, default_device, predict_items, save_depth
+from grid.inference.predict import checkpoint_depths, save_depth
 from trainables.data import DataError, Item
 from trainables.io import atomic_write
 
@@ -114,14 +114,9 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
     found, ids = submission_inputs(data, list_file, explicit=explicit, experiment=DataSettings.of(experiment))
     reads = Reads().add_inputs(found).add_experiment(experiment).add_checkpoints([checkpoint])
     submission_outputs(found.items, out, npy_dir=npy_dir, reads=reads, overwrite=overwrite)
-    check_images(found.items)
-    check_device(device)
-    device = device or default_device()
-    model, info = load_checkpoint_model(checkpoint, device)
-    size = input_size(info, image_size, experiment)
-    log.info("inputs: %s; model input %dx%d", found.describe, *size)
-    depths = predict_items(model, found.items, found.spec, image_size=size, batch_size=batch_size,
-                           device=device, num_workers=num_workers, progress=progress, tta=use_tta(info, tta))
+    depths = checkpoint_depths(checkpoint, found, experiment=experiment, image_size=image_size,
+                               batch_size=batch_size, device=device, num_workers=num_workers, progress=progress,
+                               tta=tta)
     return write_submission(depths, found.items, ids, out, npy_dir=npy_dir, source=checkpoint)
 
 
