@@ -77,11 +77,6 @@ def source(checkpoint: Path | None, experiment: Path | None, ensemble: int | Non
 
 def check_trial(experiment: Experiment, trial: str | None) -> None:
     """Refuse a ``--trial`` the experiment's leaderboard has no checkpoint for, before torch and the
-    zoo load (``grid.inference.model.experiment_model`` makes the same check once they have)."""
-    if trial is None:
-        return
-    board = experiment.saved_leaderboard()
-    ids = [str(t) for t, c in zip(board.trial_id, board.checkpoint, strict=True) if c == c and str(c)]
-    if str(trial) not in ids:
-        raise ValueError(f"{experiment}: no trial {trial!r} with a checkpoint; trials with one: "
-                         f"{', '.join(ids) or 'none'}")
+    zoo load (``Experiment.trial_row``, the rule ``grid.inference.model.experiment_model`` uses)."""
+    if trial is not None:
+        experiment.trial_row(trial)

@@ -171,6 +171,21 @@ class Experiment(os.PathLike):
             raise LeaderboardError(f"{self.path}: no trial has a checkpoint")
         return ok.sort_values("si_rmse", kind="stable").head(k)
 
+    def trial_row(self, trial: str | None = None) -> dict[str, Any]:
+        """The saved leaderboard's row (NaN as None) of ``trial`` (a ``trial_id``), else of the best
+        trial with a checkpoint; ``ValueError`` listing the trials that have one when it has none."""
+        board = self.saved_leaderboard()
+        with_ckpt = board[board.checkpoint.notna() & (board.checkpoint != "")]
+        if trial is None:
+            (best,) = self.best_checkpoints(1)  # the rule predict --experiment uses
+            rows = with_ckpt[with_ckpt.checkpoint.map(lambda c: Path(c) == best)]
+        else:
+            rows = with_ckpt[with_ckpt.trial_id.astype(str) == str(trial)]
+            if rows.empty:
+                ids = ", ".join(map(str, with_ckpt.trial_id)) or "none"
+                raise ValueError(f"{self}: no trial {trial!r} with a checkpoint; trials with one: {ids}")
+        return {k: (None if v != v else v) for k, v in rows.iloc[0].to_dict().items()}
+
     def best_checkpoints(self, k: int = 1) -> list[Path]:
         """The best ``k`` trials' best checkpoint files: for ``k=1`` the best trial that has one,
         whatever its status (what ``--experiment`` means); for more, finished trials (an ensemble)."""

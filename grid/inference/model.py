@@ -255,17 +255,7 @@ def experiment_model(experiment: str | Path | Experiment, trial: str | None = No
                      device: str | torch.device = "cpu") -> DepthGridModel:
     """An experiment's trial ``trial`` (a leaderboard ``trial_id``), else its best trial."""
     experiment = Experiment.load(experiment)
-    board = experiment.saved_leaderboard()
-    with_ckpt = board[board.checkpoint.notna() & (board.checkpoint != "")]
-    if trial is None:
-        (best,) = experiment.best_checkpoints(1)  # the rule predict --experiment uses
-        rows = with_ckpt[with_ckpt.checkpoint.map(lambda c: Path(c) == best)]
-    else:
-        rows = with_ckpt[with_ckpt.trial_id.astype(str) == str(trial)]
-        if rows.empty:
-            ids = ", ".join(map(str, with_ckpt.trial_id)) or "none"
-            raise ValueError(f"{experiment}: no trial {trial!r} with a checkpoint; trials with one: {ids}")
-    row = {k: (None if v != v else v) for k, v in rows.iloc[0].to_dict().items()}  # NaN -> None
+    row = experiment.trial_row(trial)
     return DepthGridModel.from_checkpoint(row["checkpoint"], experiment=experiment, trial=row, device=device)
 
 
