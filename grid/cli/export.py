@@ -32,12 +32,10 @@ def export(
     """
     from grid.cli.context import command_line
     from grid.experiment.record import Experiment
-    from grid.inference.outputs import export_outputs
+    from grid.inference.export import export as write
 
     exp = Experiment.load(experiment)
-    o.check_trial(exp, trial)  # both before torch loads: a mistake is answered in a second
-    export_outputs(out, exp)
-    from grid.inference.export import export as write
+    o.check_trial(exp, trial)  # before torch loads (the export checks --out before it loads a model)
 
     o.load_plugins(plugins)
     folder = write(exp, out, trial=trial, push_to_hub=push_to_hub, command=[*command_line()[0].split(), *command_line()[1:]])

@@ -16,21 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.provenance import versions
-
 if TYPE_CHECKING:
     from grid.experiment.record import Experiment
 
 
 class ExportError(ValueError):
     """The export cannot be written where asked."""
-
-
-def _check_out(out: Path) -> None:
-    from grid.inference.model import is_export
-
-    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not is_export(out)):
-        raise ExportError(f"{out}: exists and is not an earlier export; choose a new or empty folder")
 
 
 def export(experiment: str | Path | Experiment, out: str | Path, *, trial: str | None = None,
@@ -51,10 +42,14 @@ def export(experiment: str | Path | Experiment, out: str | Path, *, trial: str |
         LeaderboardError: ``experiment`` is not an experiment folder or has no leaderboard.
         ValueError: no such trial, a checkpoint that cannot be used, ``out`` holds other files.
     """
+    from grid.experiment.record import Experiment
     from grid.inference.model import experiment_model, portable
+    from grid.inference.outputs import export_outputs
+    from trainables.provenance import versions
 
+    experiment = Experiment.load(experiment)
     out = Path(out).expanduser()
-    _check_out(out)  # before loading anything
+    export_outputs(out, experiment)  # before loading anything: a new, empty or earlier export folder
     model = experiment_model(experiment, trial)
     record = model.training_record
     print(f"Exporting trial {record.get('trial_id')} ({model.config['arch']}, epoch {record.get('epoch')}, "

@@ -32,14 +32,12 @@ from grid.experiment.record import Experiment
 from grid.inference.card import MODEL_CARD, card_fields
 from grid.inference.checkpoints import input_size, load_checkpoint_model
 from grid.inference.inputs import image_inputs
+from grid.inference.outputs import is_export
 from grid.inference.predict import default_device, depth_maps
 from trainables.data import DataError, load_rgb
 from trainables.dataset import normalize, resize_image
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-CONFIG_KEYS = {"arch", "kwargs", "image_size"}  # a config.json with these was written by this class
-
-
 class DepthGridModel(nn.Module, PyTorchModelHubMixin, library_name="depth-grid",
                      pipeline_tag="depth-estimation", tags=["depth-estimation", "depth-grid"],
                      model_card_template=MODEL_CARD):
@@ -257,17 +255,6 @@ def experiment_model(experiment: str | Path | Experiment, trial: str | None = No
     experiment = Experiment.load(experiment)
     row = experiment.trial_row(trial)
     return DepthGridModel.from_checkpoint(row["checkpoint"], experiment=experiment, trial=row, device=device)
-
-
-def is_export(path: Path) -> bool:
-    """A folder written by ``DepthGridModel.save_pretrained`` (``grid.export``)."""
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file() and (path / "model.safetensors").is_file()):
-        return False
-    try:
-        return CONFIG_KEYS <= set(json.loads(config.read_text()))
-    except (ValueError, TypeError):
-        return False
 
 
 def load_model(path: str | Path, *, trial: str | None = None,

@@ -40,6 +40,7 @@ MANIFEST = ".depth-grid-outputs.json"  # in each folder depth-grid writes to: th
 WRITTEN_BY = "written_by"  # the key that marks a JSON output as depth-grid's own (``marked``)
 RECORD_FILES = ("experiment.json", "leaderboard.csv", "leaderboard.md", "ensemble.json")
 EXPORT_FILES = ("config.json", "model.safetensors", "README.md")  # what grid.inference.export writes
+CONFIG_KEYS = {"arch", "kwargs", "image_size"}  # a config.json with these was written by DepthGridModel
 
 
 class OutputError(ValueError):
@@ -218,13 +219,23 @@ def recorded() -> Iterator[list[Path]]:
         remember(written)
 
 
+def is_export(path: Path) -> bool:
+    """A folder written by ``DepthGridModel.save_pretrained`` (``grid.inference.export``)."""
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file() and (path / "model.safetensors").is_file()):
+        return False
+    try:
+        return CONFIG_KEYS <= set(json.loads(config.read_text()))
+    except (ValueError, TypeError):
+        return False
+
+
 def export_outputs(out: str | os.PathLike[str], experiment: Experiment) -> Path:
     """``depth-grid export --out``: not over the experiment's records or checkpoints, not into
     its folder, its storage or a checkpoint folder, and a new, empty or earlier export folder
     (the export's own rule, ``grid.inference.export``, checked here before torch loads)."""
     folder = check_folder(out)
     check_outputs((folder / name for name in EXPORT_FILES), Reads().add_experiment(experiment), overwrite=True)
-    export = (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-    if folder.is_dir() and not export and any(folder.iterdir()):
+    if folder.is_dir() and not is_export(folder) and any(folder.iterdir()):
         raise OutputError(f"{folder}: exists and is not an earlier export; choose a new or empty folder")
     return folder
