@@ -83,6 +83,10 @@ def _no_weights(w: World) -> dict:
     return {"TORCH_HOME": str(w.here / "torch")}  # an empty torch hub cache
 
 
+def _empty_hub(w: World) -> dict:
+    return {"HF_HOME": str(w.here / "hf")}  # an empty Hugging Face cache (the tests run HF_HUB_OFFLINE=1)
+
+
 def _run(w: World, *extra, data: str = "", space: object = "smoke") -> list:
     """``run`` on the world's data (or ``data``, a folder the setup made), results in the case's folder."""
     return ["run", "--space", space, "--data", w.here / data if data else w.data, "--results", w.here / "r", *extra]
@@ -127,9 +131,8 @@ RUN = [
     Case("run-plugins-missing", lambda w: _run(w, "--plugins", w.here / "models.py"), named="models.py"),
     Case("run-bad-trial-setting", lambda w: ["run", "--space", "smoke", "--data", w.data, "--results", w.here,
                                              "--set", "lr=-1"], named="lr=-1"),
-    # The architectures are checked against the model zoo, whose import (transformers, smp) alone
-    # takes 3-8 s on 2 busy cores: before Ray, but not within FAST_S.
-    Case("run-unknown-arch", lambda w: _run(w, "--arch", "resnet9000"), named="resnet9000", fast=False),
+    # Checked against the zoo's catalog: no model library is imported.
+    Case("run-unknown-arch", lambda w: _run(w, "--arch", "resnet9000"), named="resnet9000"),
     Case("run-prices-missing", lambda w: _run(w, "--prices", w.here / "prices.json"), named="prices.json"),
     Case("run-missing-data", lambda w: ["run", "--space", "smoke", "--data", w.here / "nope", "--results", w.here],
          named="nope"),
@@ -165,7 +168,14 @@ RUN = [
     Case("run-missing-weights", lambda w: _run(w, "--set", "pretrained=yes"), env=_no_weights,
          named="depth-grid weights fetch"),
     Case("run-missing-weights-cached-split", lambda w: _resume(w, "--name", "other", "--set", "pretrained=yes"),
-         env=_no_weights, named="mobilenet_unet with pretrained=yes need them", fast=False),  # asks the zoo
+         env=_no_weights, named="mobilenet_unet with pretrained=yes need them"),
+    Case("run-hub-weights-missing", lambda w: _run(w, "--arch", "segformer_b4", "--set", "pretrained=yes",
+                                                   space="all_models"), env=_empty_hub,
+         named="segformer_b4 with pretrained=yes needs nvidia/segformer-b4-finetuned-ade-512-512"),
+    Case("run-hub-weights-unreachable", lambda w: _run(w, "--arch", "unetpp", "--set", "pretrained=yes",
+                                                       space="all_models"),
+         env=lambda w: {**_empty_hub(w), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:1"},
+         named="smp-hub/resnet34.imagenet, which is not in the Hugging Face cache"),
     Case("run-dry-run-missing-weights", lambda w: _run(w, "--dry-run"), env=_no_weights,
          named="mobilenet_v2-b0353104.pth"),
     Case("run-cpus-per-trial-64", lambda w: _run(w, "--cpus-per-trial", "64"), named="--cpus-per-trial 64"),

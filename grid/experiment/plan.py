@@ -109,13 +109,14 @@ def check_values(plan: list[tuple[str, dict[str, Any]]]) -> tuple[int, set[str],
 
 def check_archs(archs: set[str], lr_split: set[str] = frozenset()) -> None:
     """``ExperimentError`` for an architecture the registry lacks, or one asked for an encoder
-    learning rate that declares no encoder. Imports the model zoo (transformers, smp: seconds)."""
-    from trainables.models import MODELS
+    learning rate that declares no encoder. Reads the zoo's catalog: no model library is imported."""
+    from trainables.models.catalog import architectures
 
-    unknown = sorted(archs - set(MODELS))
+    known = architectures()
+    unknown = sorted(archs - set(known))
     if unknown:
-        raise ExperimentError(f"unknown architecture(s) {unknown}; valid: {', '.join(sorted(MODELS))}")
-    no_encoder = sorted(a for a in lr_split if not MODELS[a].encoder)
+        raise ExperimentError(f"unknown architecture(s) {unknown}; valid: {', '.join(sorted(known))}")
+    no_encoder = sorted(a for a in lr_split if not known[a].encoder)
     if no_encoder:
         raise ExperimentError(f"encoder_lr_mult needs an architecture that declares its encoder "
                               f"(register_model(encoder=...)); {no_encoder} do not")
@@ -125,5 +126,5 @@ def check_plan(plan: list[tuple[str, dict[str, Any]]]) -> int:
     """Raise ``ConfigError`` naming the study, key, value and rule of the first invalid setting,
     then ``ExperimentError`` for unknown architectures; return how many configs were checked."""
     checked, archs, lr_split = check_values(plan)
-    check_archs(archs, lr_split)  # after the values: the zoo's import takes seconds
+    check_archs(archs, lr_split)
     return checked

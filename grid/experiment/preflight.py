@@ -17,7 +17,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from grid.experiment.config import RunConfig
-from grid.experiment.plan import ExperimentError, check_archs, check_values
+from grid.experiment.hub import check_hub_weights
+from grid.experiment.plan import ExperimentError, check_archs, check_values, concrete_configs
 from grid.experiment.spaces import Plan, load_space, stable, studies
 
 if TYPE_CHECKING:
@@ -26,9 +27,9 @@ if TYPE_CHECKING:
 ADDRESS_TIMEOUT_S = 2.0  # a Ray head answers a TCP connect at once; nothing there: refused or silent
 
 
-def _planned(cfg: RunConfig) -> tuple[ModuleType, Plan, set[str], set[str]]:
+def _planned(cfg: RunConfig) -> tuple[ModuleType, Plan]:
     """Plugins (their architectures must be known to the checks), the space, its plan, and every
-    value a trial can get checked; returns the architectures too (checked against the zoo later)."""
+    value a trial can get checked, and its architectures against the zoo's catalog."""
     from trainables.plugins import PluginError, load_plugins
 
     try:
@@ -38,7 +39,8 @@ def _planned(cfg: RunConfig) -> tuple[ModuleType, Plan, set[str], set[str]]:
     space_mod = load_space(cfg.space)
     plan = studies(space_mod, cfg)
     _, archs, lr_split = check_values(plan)
-    return space_mod, plan, archs, lr_split
+    check_archs(archs, lr_split)
+    return space_mod, plan
 
 
 def check_writable(folder: Path, *, create: bool = False) -> None:
@@ -127,8 +129,8 @@ def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
 
     The plan's values, the prices, the address, the GPUs and CPUs of a new local Ray (not for
     ``dry_run``), the ``--eval-data`` sets' files, that the folders can be written, the data (the
-    list, every item's headers), a ``--name`` that holds other settings and the weights; then,
-    with the model zoo loaded (seconds), the architectures and the eval sets.
+    list, every item's headers), a ``--name`` that holds other settings, the weights (MobileNetV2;
+    the Hugging Face ones when the trials train on this machine), and the eval sets.
     """
     import ray
 
@@ -142,7 +144,7 @@ def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
         data_spec,
     )
 
-    space_mod, plan, archs, lr_split = _planned(cfg)
+    space_mod, plan = _planned(cfg)
     prices = read_prices(cfg.prices)
     check_address(cfg.address)
     # A new Ray on this machine: its resources are known now. (--dry-run previews a plan that may
@@ -163,7 +165,8 @@ def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
         check_resume(folder, signature(cfg, plan, spec, storage), split)
     check_weights(plan, spec, items, cache_dir=results / "splits", method=cfg.split, threshold=cfg.split_threshold,
                   val_fraction=cfg.val_fraction, seed=cfg.seed)
-    check_archs(archs, lr_split)
+    if cfg.address in (None, "local"):  # a cluster's workers fill their own caches
+        check_hub_weights(c for _, space in plan for c in concrete_configs(space))
     eval_sets = eval_sets_of(cfg)
     if eval_sets:
         check_resume(folder, signature(cfg, plan, spec, storage, eval_sets), split)

@@ -114,8 +114,7 @@ def check_weights(plan: list[tuple[str, dict[str, Any]]], spec: DatasetSpec, ite
     """The offline MobileNetV2 weights, when the run needs them: for the split's embeddings
     unless the split is cached (``items`` None: data not generated yet), or for an architecture
     that loads them with ``pretrained=yes`` (``if_available`` falls back to random weights).
-    Raises ``WeightsUnavailableError`` naming the file and ``depth-grid weights fetch``. The
-    model zoo (seconds to import) is asked only when the weights are missing and the split is not."""
+    Raises ``WeightsUnavailableError`` naming the file and ``depth-grid weights fetch``."""
     from trainables.weights import FILENAME, WeightsUnavailableError, ensure_mobilenet_v2
 
     try:
@@ -127,11 +126,12 @@ def check_weights(plan: list[tuple[str, dict[str, Any]]], spec: DatasetSpec, ite
         raise WeightsUnavailableError(f"{missing} (the split's embeddings need them: no split of this data "
                                       "is cached)") from None
     from grid.experiment.plan import concrete_configs
-    from trainables.models import MODELS
+    from trainables.models.catalog import architectures
 
-    # The registry says where each architecture's weights come from: these name torchvision's file.
+    # The catalog says where each architecture's weights come from: these name torchvision's file.
+    known = architectures()
     archs = sorted({str(c["arch"]) for _, space in plan for c in concrete_configs(space)
-                    if c.get("pretrained", "yes") == "yes" and FILENAME in getattr(MODELS.get(c["arch"]), "source", "")})
+                    if c.get("pretrained", "yes") == "yes" and FILENAME in getattr(known.get(c["arch"]), "source", "")})
     if archs:
         raise WeightsUnavailableError(f"{missing} ({', '.join(archs)} with pretrained=yes need them; "
                                       "--set pretrained=if_available trains from random weights instead)") from None

@@ -109,8 +109,6 @@ def _create_mask2former(*, pretrained: bool | str | Path, size: str) -> Mask2For
     return Mask2FormerDepth(net)
 
 
-@register_model("mask2former_swin", source=f"Hugging Face {HF_ID}",
-                description="Mask2Former Swin-S: last-layer query masks -> Conv5x5-BN-ReLU-Conv1x1",
-                encoder=("net.pixel_level_module.encoder.",))
+@register_model("mask2former_swin")
 def mask2former_swin(*, pretrained: bool | str | Path = False, size: str = "base") -> DepthModel:
     return _create_mask2former(pretrained=pretrained, size=size)

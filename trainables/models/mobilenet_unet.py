@@ -60,10 +60,6 @@ def _create_mobilenet_unet(*, pretrained: bool | str | Path,
                             load_encoder=load_torchvision_mobilenet_v2)
 
 
-@register_model("mobilenet_unet",
-                source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (mobilenet_v2-b0353104.pth) "
-                       "in the torch hub cache; `depth-grid weights fetch` places it offline",
-                description="U-Net decoder with skips on an ImageNet MobileNetV2 encoder, smp",
-                encoder=("net.encoder.",))
+@register_model("mobilenet_unet")
 def mobilenet_unet(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:
     return _create_mobilenet_unet(pretrained=pretrained, **{**variant(_MOBILENET_UNET, size), **kw})

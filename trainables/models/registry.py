@@ -17,36 +17,58 @@ from pathlib import Path
 import torch
 
 from trainables.models.base import WEIGHTS_NAME, DepthModel, read_saved_config
+from trainables.models.catalog import BUILT_IN, ArchInfo
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     builder: Callable[..., DepthModel]
-    source: str  # where pretrained=True takes its weights from, in words; "none ..." if nowhere
-    description: str
-    encoder: tuple[str, ...] = ()  # parameter-name prefixes of the (pretrained) encoder
+    info: ArchInfo  # the facts, known without the builder (catalog.py)
+
+    @property
+    def source(self) -> str:
+        return self.info.source
+
+    @property
+    def description(self) -> str:
+        return self.info.description
+
+    @property
+    def encoder(self) -> tuple[str, ...]:
+        return self.info.encoder
 
     @property
     def has_released_weights(self) -> bool:
-        """False for architectures trained from scratch by design (``source="none ..."``)."""
-        return not self.source.startswith("none")
+        return self.info.has_released_weights
 
 
 MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, source: str, description: str, encoder: tuple[str, ...] = ()):
+def register_model(name: str, *, source: str | None = None, description: str | None = None,
+                   encoder: tuple[str, ...] = (), **facts):
     """Decorator adding ``builder(pretrained=..., **kw) -> DepthModel`` under ``name``.
 
-    ``encoder``: the prefixes of the encoder's parameter names (e.g. ``("net.encoder.",)``), the
-    group that ``encoder_lr_mult`` gives its own learning rate; without them that setting is
-    refused for the architecture.
+    A built-in architecture takes its facts from ``catalog.BUILT_IN`` (give none here); a
+    plugin's states ``source`` (where ``pretrained=True`` loads from, "none ..." if nowhere) and
+    ``description``, and optionally ``encoder``: the prefixes of the encoder's parameter names
+    (e.g. ``("net.encoder.",)``), the group that ``encoder_lr_mult`` gives its own learning
+    rate; without them that setting is refused for the architecture. Other ``ArchInfo`` fields
+    (``hub``, ``licence``...) may follow as keywords.
     """
+    if name in BUILT_IN:
+        if source is not None or description is not None or encoder or facts:
+            raise ValueError(f"model {name!r} is built in: its facts live in trainables/models/catalog.py")
+        info = BUILT_IN[name]
+    elif source is None or description is None:
+        raise ValueError(f"register_model({name!r}) needs source= and description=")
+    else:
+        info = ArchInfo(source=source, description=description, encoder=tuple(encoder), **facts)
 
     def wrap(builder: Callable[..., DepthModel]) -> Callable[..., DepthModel]:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = ModelEntry(builder, source, description, tuple(encoder))
+        MODELS[name] = ModelEntry(builder, info)
         return builder
 
     return wrap
@@ -127,5 +149,6 @@ def parameter_groups(model: DepthModel) -> tuple[list[torch.nn.Parameter], list[
 
 
 def _ensure_registered() -> None:
-    # Importing the package registers every architecture module.
-    import trainables.models  # noqa: F401
+    from trainables.models import register_all
+
+    register_all()

@@ -17,7 +17,7 @@ from torch import nn
 
 from trainables.models.base import DepthModel, variant
 from trainables.models.registry import register_model
-from trainables.models.smp_models import create_smp_model, smp_weights_repo
+from trainables.models.smp_models import create_smp_model
 
 
 class BottleneckTransformer(nn.Module):
@@ -67,10 +67,6 @@ def _create_resnet_transformer(*, pretrained: bool | str | Path, encoder_name: s
                             decoder_channels=decoder_channels, bottleneck=bottleneck)
 
 
-@register_model("resnet_transformer",
-                source=f"ImageNet ResNet50 encoder: Hugging Face {smp_weights_repo('resnet50')} (smp); "
-                       "transformer and decoder from scratch",
-                description="ResNet50 + 4 transformer encoder layers on the bottleneck + U-Net decoder",
-                encoder=("net.encoder.",))
+@register_model("resnet_transformer")
 def resnet_transformer(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:
     return _create_resnet_transformer(pretrained=pretrained, **{**variant(_RESNET_TRANSFORMER, size), **kw})

@@ -182,16 +182,12 @@ def _create_segformer(name: str, *, pretrained: bool | str | Path, size: str) ->
     return SegformerDepth(net)
 
 
-@register_model("segformer_b4", source=f"Hugging Face {SEGFORMER_VARIANTS['b4']['hf_id']}",
-                description="SegFormer-B4 encoder + all-MLP decode head (1 channel), 4x bilinear",
-                encoder=("net.segformer.",))
+@register_model("segformer_b4")
 def segformer_b4(*, pretrained: bool | str | Path = False, size: str = "base") -> DepthModel:
     return _create_segformer("b4", pretrained=pretrained, size=size)
 
 
-@register_model("segformer_b5", source=f"Hugging Face {SEGFORMER_VARIANTS['b5']['hf_id']}",
-                description="SegFormer-B5 encoder + all-MLP decode head (1 channel), 4x bilinear",
-                encoder=("net.segformer.",))
+@register_model("segformer_b5")
 def segformer_b5(*, pretrained: bool | str | Path = False, size: str = "base") -> DepthModel:
     return _create_segformer("b5", pretrained=pretrained, size=size)
 
@@ -239,10 +235,7 @@ _SEGFORMER_UNET = {
 }
 
 
-@register_model("segformer_unet",
-                source="Hugging Face nvidia/segformer-b{0..5}-finetuned-ade-* encoder (b4 by default)",
-                description="SegFormer encoder + U-Net decoder: skips from 4 stages + full-res stem",
-                encoder=("encoder.",))
+@register_model("segformer_unet")
 def segformer_unet(*, pretrained: bool | str | Path = False, size: str = "base",
                    encoder: str = "b4") -> DepthModel:
     """``encoder`` picks the SegFormer variant b0..b5 (ignored for ``size="tiny"``)."""

@@ -110,15 +110,11 @@ _RESNET_UNET = {"base": dict(encoder_name="resnet50", decoder_channels=(256, 128
                 "tiny": _TINY}
 
 
-@register_model("unetpp", source=f"ImageNet ResNet34 encoder: Hugging Face {smp_weights_repo('resnet34')} (smp)",
-                description="UNet++ (Zhou et al. 2018, nested dense skips), smp, ResNet34 encoder",
-                encoder=("net.encoder.",))
+@register_model("unetpp")
 def unetpp(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:
     return create_smp_model(smp.UnetPlusPlus, pretrained=pretrained, **{**variant(_UNETPP, size), **kw})
 
 
-@register_model("resnet_unet", source=f"ImageNet ResNet50 encoder: Hugging Face {smp_weights_repo('resnet50')} (smp)",
-                description="U-Net decoder with skips on an ImageNet ResNet50 encoder, smp",
-                encoder=("net.encoder.",))
+@register_model("resnet_unet")
 def resnet_unet(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:
     return create_smp_model(smp.Unet, pretrained=pretrained, **{**variant(_RESNET_UNET, size), **kw})

@@ -70,8 +70,6 @@ def _create_unet(*, pretrained: bool | str | Path, channels: tuple[int, ...]) ->
     return UNet(channels)
 
 
-@register_model("unet", source="none (trained from scratch)",
-                description="canonical U-Net (Ronneberger et al. 2015), 64..1024 channels",
-                encoder=("down.",))
+@register_model("unet")
 def unet(*, pretrained: bool | str | Path = False, size: str = "base", **kw) -> DepthModel:
     return _create_unet(pretrained=pretrained, **{**variant(_UNET, size), **kw})
