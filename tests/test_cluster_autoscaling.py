@@ -149,8 +149,11 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
 
     gpu_nodes = {n["id"] for n in after if n["resources"].get("GPU", 0) > 0}
     assert gpu_nodes and head_id not in gpu_nodes, after
+    # The default accelerator is the cheapest type cluster.yaml defines: no P100 node is added.
     types = {k for n in after for k in n["resources"] if k.startswith("accelerator_type:")}
-    assert types <= {"accelerator_type:T4", "accelerator_type:P100"} and types, after
+    assert types == {"accelerator_type:T4"}, after
+    (chose,) = re.findall(r"^Accelerator: .*$", run.stdout, flags=re.M)
+    assert chose.startswith("Accelerator: T4 (the cheapest type the cluster has or can add (T4 $0.14/h, P100"), chose
     # Printed before any trial: how many GPUs and why, naming the node types it can add.
     (said,) = re.findall(r"^GPUs per trial: .*$", run.stdout, flags=re.M)
     assert said.startswith("GPUs per trial: 1 (cluster has 0 GPUs now;") and "gpu_t4_spot" in said, said
@@ -166,6 +169,7 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
     exp = results / "smoke"
     record = json.loads((exp / "experiment.json").read_text())
     assert record["gpus_per_trial"] == 1 and "gpu_t4_spot" in record["gpu_rule"], record
+    assert record["accelerator"] == "T4", record
     rows = list(csv.DictReader((exp / "leaderboard.csv").open()))
     assert {r["trial_id"] for r in rows} == trials
     assert all(r["status"] == "finished" and float(r["gpu_hours"]) > 0 for r in rows), rows

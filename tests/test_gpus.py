@@ -15,8 +15,12 @@ import yaml
 from grid.experiment.gpus import (
     NodeType,
     _monitor_config,
+    accelerator_types,
     addable_node_types,
+    choose_accelerator,
+    cluster_gpus,
     decide,
+    groups_from_autoscaling_config,
     node_types_from_autoscaling_config,
     node_types_from_groups,
 )
@@ -74,6 +78,40 @@ def test_monitor_config_is_found_by_this_clusters_gcs_address(tmp_path: Path) ->
         (tmp_path / pid / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
     where, found = _monitor_config("10.0.0.1:6379", proc=tmp_path)
     assert where == str(cfg) and found["available_node_types"]["g"]["resources"]["GPU"] == 1
+
+
+PRICES = {"T4": 0.14, "P100": 0.43}
+
+
+def test_the_cheapest_accelerator_type_is_the_default() -> None:
+    groups = groups_from_autoscaling_config(yaml.safe_load((ROOT / "cluster.yaml").read_text()))
+    known = accelerator_types([res for _, res, _ in groups])
+    assert known == {"T4", "P100"}
+    chosen, why = choose_accelerator(None, known, PRICES)
+    assert chosen == "T4" and "cheapest" in why and "T4 $0.14/h, P100 $0.43/h" in why
+    assert choose_accelerator(None, known, {"T4": 0.5, "P100": 0.2})[0] == "P100"  # by price, not by name
+    assert choose_accelerator(None, {"T4", "X9"}, PRICES)[0] == "T4"  # an unpriced type comes last
+    assert choose_accelerator(None, {"X9"}, PRICES) == ("X9", "the only type the cluster has or can add (X9 unpriced)")
+    assert choose_accelerator(None, set(), PRICES)[0] is None  # no node declares one: no constraint
+
+
+def test_an_accelerator_type_is_asked_for_by_name_or_refused() -> None:
+    assert choose_accelerator("p100", {"T4", "P100"}, PRICES) == ("P100", "--accelerator P100")
+    assert choose_accelerator("any", {"T4", "P100"}, PRICES) == (None, "--accelerator any")
+    with pytest.raises(ExperimentError, match=r"--accelerator A100: no node has or can add accelerator_type:A100 "
+                                              r"\(its nodes and node types offer P100, T4\)"):
+        choose_accelerator("A100", {"T4", "P100"}, PRICES)
+
+
+def test_a_local_ray_without_accelerator_types(ray_session) -> None:
+    """The test session's logical GPU declares no type: trials ask for none, and a type asked for
+    is refused naming it."""
+    plan = cluster_gpus(1.0, None, PRICES)
+    assert plan.gpus_per_trial == 1 and plan.accelerator is None
+    with pytest.raises(ExperimentError, match="--accelerator T4: no node has or can add accelerator_type:T4 "
+                                              r"\(no node or node type declares"):
+        cluster_gpus(1.0, "T4", PRICES)
+    assert cluster_gpus(0.0, "T4", PRICES).accelerator is None  # no GPU, no GPU type
 
 
 def test_ray_internals_this_rule_reads(ray_session) -> None:

@@ -61,6 +61,7 @@ def run(
     image_size: Annotated[str | None, _opt(metavar="HxW", help="override the model input size, e.g. 426x560")] = None,
     set_: Annotated[list[str] | None, _opt("--set", metavar="KEY=VALUE", help="override a trial setting for every trial, e.g. --set max_steps_per_epoch=50")] = None,
     gpus_per_trial: Annotated[float | None, _opt(help="GPUs per trial (default: 1 if the cluster has GPUs or its autoscaler can add them, else 0)")] = None,
+    accelerator: Annotated[str | None, _opt(metavar="TYPE", help="GPU type trials ask for: T4, P100... (Ray's accelerator_type resource), or any (default: the cheapest type the cluster has or can add)")] = None,
     cpus_per_trial: Annotated[float, _opt(help="CPUs per trial (default: 1)")] = 1.0,
     max_concurrent: Annotated[int | None, _opt(help="at most this many trials at once")] = None,
     max_failures: Annotated[int, _opt(help="retries of a failed trial from its checkpoint (default: 2)")] = 2,

@@ -63,6 +63,7 @@ class RunConfig:
     image_size: tuple[int, int] | None = None
     set: dict[str, Any] = field(default_factory=dict)
     gpus_per_trial: float | None = None
+    accelerator: str | None = None  # a GPU type (T4, P100...), "any"; None: the cheapest the cluster offers
     cpus_per_trial: float = 1.0
     max_concurrent: int | None = None
     max_failures: int = 2
@@ -106,6 +107,8 @@ class RunConfig:
             (_positive(self.max_concurrent), "--max-concurrent: must be > 0"),
             (_positive(self.cpus_per_trial), "--cpus-per-trial: must be > 0"),
             (self.gpus_per_trial is None or self.gpus_per_trial >= 0, "--gpus-per-trial must be >= 0"),
+            (self.accelerator is None or self.accelerator.replace("-", "").replace("_", "").isalnum(),
+             "--accelerator must be a GPU type such as T4 or P100, or any"),
             (self.max_failures >= -1, "--max-failures must be >= -1 (-1: retry forever)"),
             (0 < self.val_fraction < 1, "--val-fraction must be between 0 and 1"),
             (0 < self.split_threshold <= 1, "--split-threshold must be in (0, 1]"),

@@ -27,6 +27,9 @@ def dry_run(cfg: RunConfig, space_mod: ModuleType, plan: Plan) -> str:
     search = space_mod.SEARCH
     out = [_trial_table(name, param_space, search) for name, param_space in plan]
     out.append(f"resources per trial: {cfg.cpus_per_trial:g} CPU, GPUs: {gpus}")
+    if cfg.gpus_per_trial != 0:
+        out.append(f"accelerator: {cfg.accelerator or 'the cheapest type the cluster has or can add'}"
+                   f"{'' if cfg.accelerator else ' (decided at start; --accelerator TYPE|any)'}")
     out.append(data_summary(cfg))
     if cfg.eval_data:
         from grid.experiment.eval_data import describe as describe_sets

@@ -43,6 +43,43 @@ class GpuPlan:
     reason: str  # one line: why this many
     gpus_now: float = 0.0  # GPUs of the nodes alive now
     addable: tuple[NodeType, ...] = field(default=())  # node types with GPUs the autoscaler can add
+    accelerator: str | None = None  # the accelerator type trials ask for (None: any)
+    accelerator_reason: str = ""
+
+
+ACCELERATOR = "accelerator_type:"  # Ray's resource naming a node's GPU type (cluster.yaml sets it)
+
+
+def accelerator_types(resources: list[dict[str, float]]) -> set[str]:
+    """The accelerator types (``T4``, ``P100``...) these nodes' or node types' resources name."""
+    return {k[len(ACCELERATOR):] for res in resources for k, v in res.items() if k.startswith(ACCELERATOR) and v > 0}
+
+
+def choose_accelerator(requested: str | None, known: set[str], prices: dict[str, float]) -> tuple[str | None, str]:
+    """The accelerator type trials ask for, and why, from ``--accelerator`` (None: the default)
+    and the types the cluster has or can add. ``any`` asks for none; a type is matched without
+    regard to case and must be one of ``known``; the default is the cheapest of ``known`` by
+    ``prices`` (a type without a price comes last), none when no node declares a type. With a
+    type asked for, the autoscaler adds only nodes of that type (P100s cost ~3x a T4 per hour)."""
+    if requested is not None and requested.lower() == "any":
+        return None, "--accelerator any"
+    if requested is not None:
+        match = next((t for t in sorted(known) if t.lower() == requested.lower()), None)
+        if match is None:
+            from grid.experiment.plan import ExperimentError  # as in decide()
+
+            have = (f"its nodes and node types offer {', '.join(sorted(known))}" if known
+                    else "no node or node type declares an accelerator_type resource")
+            raise ExperimentError(f"--accelerator {requested}: no node has or can add accelerator_type:{requested} "
+                                  f"({have}); pass one of those or --accelerator any")
+        return match, f"--accelerator {match}"
+    if not known:
+        return None, "no node declares an accelerator type"
+    ranked = sorted(known, key=lambda t: (prices.get(t) is None, prices.get(t) or 0.0, t))
+    priced = ", ".join(f"{t} ${prices[t]:g}/h" if t in prices else f"{t} unpriced" for t in ranked)
+    if len(ranked) == 1:
+        return ranked[0], f"the only type the cluster has or can add ({priced})"
+    return ranked[0], f"the cheapest type the cluster has or can add ({priced}); --accelerator TYPE or any to change"
 
 
 def _fmt(x: float) -> str:
@@ -217,16 +254,31 @@ def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], s
     return node_types_from_groups(groups), where
 
 
-def cluster_gpus(requested: float | None) -> GpuPlan:
-    """:func:`decide` for the connected Ray cluster (asks the autoscaler only when it matters)."""
+def cluster_gpus(requested: float | None, accelerator: str | None = None,
+                 prices: dict[str, float] | None = None) -> GpuPlan:
+    """:func:`decide` for the connected Ray cluster (asks the autoscaler only when it matters),
+    then for trials with GPUs :func:`choose_accelerator` among the types its nodes have and its
+    autoscaler can add."""
+    from dataclasses import replace
+
     import ray
 
-    node_gpus = [float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n["Alive"]]
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    node_gpus = [float(res.get("GPU", 0)) for res in nodes]
+    groups, source = None, ""
     if (requested is None and sum(node_gpus) > 0) or requested == 0 or (
             requested is not None and requested <= max(node_gpus, default=0)):
-        return decide(requested, node_gpus, ())
-    addable, source = addable_node_types()
-    return decide(requested, node_gpus, addable, source)
+        plan = decide(requested, node_gpus, ())
+    else:
+        groups, source = addable_groups()
+        plan = decide(requested, node_gpus, node_types_from_groups(groups), source)
+    if plan.gpus_per_trial == 0 or (accelerator or "").lower() == "any":
+        return plan if plan.gpus_per_trial == 0 else replace(plan, accelerator_reason="--accelerator any")
+    if groups is None:
+        groups, source = addable_groups()
+    known = accelerator_types([res for res in nodes if res.get("GPU", 0) > 0] + [res for _, res, most in groups if most != 0])
+    chosen, why = choose_accelerator(accelerator, known, prices or {})
+    return replace(plan, accelerator=chosen, accelerator_reason=why)
 
 
 def cluster_cpus(requested: float) -> None:

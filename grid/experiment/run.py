@@ -111,7 +111,7 @@ def record(cfg: RunConfig, plan: Plan, data: Prepared, gpu_plan: GpuPlan, storag
         "data": spec_record(spec), "split": str(folder / "split.json"), "synthetic": data.synthetic,
         "split_method": cfg.split, "split_threshold": cfg.split_threshold,
         "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpu_plan.gpus_per_trial,
-        "gpu_rule": gpu_plan.reason, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
+        "gpu_rule": gpu_plan.reason, "accelerator": gpu_plan.accelerator, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
         "provenance": provenance, **({"prices": prices} if cfg.prices else {}),
     })
     data.split.to_json(folder / "split.json")
@@ -126,7 +126,7 @@ def _unfinished(tune_dir: str) -> list[str]:
 
 
 def fit(cfg: RunConfig, space_mod: ModuleType, plan: Plan, data: Prepared, gpus: float, storage: str,
-        provenance: dict[str, Any]) -> list[str]:
+        provenance: dict[str, Any], accelerator: str | None = None) -> list[str]:
     """One Tuner per study, each new or restored from its storage. Returns the trials an
     interruption left unfinished, and starts no further study then.
 
@@ -143,7 +143,7 @@ def fit(cfg: RunConfig, space_mod: ModuleType, plan: Plan, data: Prepared, gpus:
     trainable = tune.with_parameters(train_depth, data=data.bundle, provenance=provenance,
                                      plugins=resolved(list(cfg.plugins)), eval_sets=data.eval_sets)
     for tune_name, param_space in plan:
-        tuner = make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, cfg, storage, gpus)
+        tuner = make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, cfg, storage, gpus, accelerator)
         handler = signal.getsignal(signal.SIGINT)
         try:
             tuner.fit()
@@ -173,15 +173,19 @@ def run(cfg: RunConfig) -> Experiment:
     # a configuration box per trial and ignores reporters.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with ray_connection(cfg):
-        gpu_plan = cluster_gpus(cfg.gpus_per_trial)  # refuses GPUs no node can have: nothing written
+        # Refuses GPUs (or a GPU type) no node can have: nothing written.
+        gpu_plan = cluster_gpus(cfg.gpus_per_trial, cfg.accelerator, checked.prices)
         cluster_cpus(cfg.cpus_per_trial)  # and CPUs
         print(f"GPUs per trial: {gpu_plan.gpus_per_trial:g} ({gpu_plan.reason})")
+        if gpu_plan.gpus_per_trial:
+            print(f"Accelerator: {gpu_plan.accelerator or 'any'} ({gpu_plan.accelerator_reason})")
         for folder in local_folders(checked.storage, cfg.results.expanduser().resolve()):
             check_writable(folder, create=True)  # the first thing the run writes
         data = prepare(cfg, checked)
         prov = provenance(list(cfg.command) or None)
         experiment = record(cfg, checked.plan, data, gpu_plan, checked.storage, prov, checked.prices)
-        interrupted = fit(cfg, checked.space_mod, checked.plan, data, gpu_plan.gpus_per_trial, checked.storage, prov)
+        interrupted = fit(cfg, checked.space_mod, checked.plan, data, gpu_plan.gpus_per_trial, checked.storage, prov,
+                          accelerator=gpu_plan.accelerator)
     board = build_leaderboard(experiment.path, statuses=dict.fromkeys(interrupted, "interrupted"))
     experiment.write_leaderboard(board)
     print("\n" + format_table(board) + f"\n\nLeaderboard: {experiment / 'leaderboard.csv'}")

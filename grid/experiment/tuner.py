@@ -51,13 +51,18 @@ def progress_reporter(param_space: dict | None = None):
 
 
 def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: RunConfig, storage: str,
-               gpus: float):
-    """A new Tuner for the study, or the one in ``storage`` restored (finished trials kept)."""
+               gpus: float, accelerator: str | None = None):
+    """A new Tuner for the study, or the one in ``storage`` restored (finished trials kept).
+    ``accelerator``: the GPU type every trial asks for (a sliver of Ray's ``accelerator_type:X``
+    resource, as ``ray.remote(accelerator_type=...)`` asks), so the autoscaler adds only that type."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-    trainable = tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial, "gpu": gpus})
+    resources = {"cpu": cfg.cpus_per_trial, "gpu": gpus}
+    if accelerator and gpus:
+        resources[f"accelerator_type:{accelerator}"] = 0.001
+    trainable = tune.with_resources(trainable, resources)
     path = f"{storage.rstrip('/')}/{tune_name}"
     if tune.Tuner.can_restore(path):
         print(f"Resuming experiment {path} (finished trials are kept, not re-run)")
