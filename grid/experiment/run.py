@@ -57,6 +57,8 @@ def ray_connection(cfg: RunConfig):
     # The synthetic profile uses pretrained weights only if they are already on this machine:
     # look them up offline instead of waiting on hub retries with no network.
     env = {"HF_HUB_OFFLINE": "1"} if cfg.synthetic and local else {}
+    if os.environ.get("HF_TOKEN"):  # Hub credentials reach the workers (gated or private repos)
+        env["HF_TOKEN"] = os.environ["HF_TOKEN"]
     runtime_env = {"env_vars": env, "py_modules": runtime_env_modules(list(cfg.plugins))}  # plugins reach workers
     try:
         ray.init(address=cfg.address or "local", include_dashboard=False if local else None,
