@@ -44,6 +44,23 @@ def test_hub_repos_are_the_ones_the_builders_load() -> None:
     assert BUILT_IN["unet"].hub_repo({}) is None and not BUILT_IN["unet"].has_released_weights
 
 
+def test_depth_pretrained_hub_repos_are_the_ones_the_builders_load() -> None:
+    from trainables.models import depth_anything, dpt, glpn
+
+    for size in ("small", "base", "large"):
+        assert BUILT_IN["depth_anything_v2"].hub_repo({"size": size}) == depth_anything.HUB[size]
+        assert BUILT_IN["depth_anything_v2_metric"].hub_repo({"size": size}) == depth_anything.HUB_METRIC[size]
+    assert BUILT_IN["depth_anything_v2"].hub_repo({}) == depth_anything.HUB["small"]  # the builder's default
+    assert BUILT_IN["dpt"].hub_repo({}) == dpt.HUB["large"] == "Intel/dpt-large"
+    assert BUILT_IN["dpt"].hub_repo({"size": "hybrid"}) == dpt.HUB["hybrid"]
+    assert BUILT_IN["glpn"].hub_repo({}) == glpn.HUB["nyu"]
+    assert BUILT_IN["glpn"].hub_repo({"dataset": "kitti", "size": "base"}) == glpn.HUB["kitti"]
+    assert BUILT_IN["glpn"].hub_repo({"dataset": "kitti", "size": "tiny"}) is None
+    for name in ("depth_anything_v2", "depth_anything_v2_metric", "dpt", "glpn"):
+        info = BUILT_IN[name]
+        assert set(info.params_m) == set(info.hub) and info.licence, name
+
+
 def test_a_plugin_architecture_joins_the_catalog() -> None:
     from trainables.models import register_model
 
@@ -119,3 +136,6 @@ def test_hub_weights_are_looked_up_where_the_loaders_read_them(tmp_path: Path) -
     assert _check([unetpp], hf_home).startswith("missing: unetpp")
     (hub_snapshot_dir(hf_home, repo, revision) / "model.safetensors").write_bytes(b"x")
     assert _check([b4, unetpp], hf_home) == "ok"
+    # A depth model's variant picks its repo: the check names the one the trial loads.
+    kitti = {"arch": "glpn", "pretrained": "yes", "model_kwargs": {"dataset": "kitti"}}
+    assert _check([kitti], hf_home).startswith("missing: glpn with pretrained=yes needs vinvino02/glpn-kitti")

@@ -145,8 +145,10 @@ def test_pretrained_true_without_weights_says_how_to_provide_them(tmp_path: Path
         "        out[name] = type(e).__name__ + ': ' + str(e)\n"
         "print(json.dumps(out))\n"
     )
+    # No network either: MobileNetV2's weights would otherwise be downloaded (trainables.weights).
+    no_network = {k: "http://127.0.0.1:9" for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "HF_HOME": str(tmp_path / "hf"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PIP_NO_INDEX": "1", **no_network}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -129,3 +129,32 @@ def _check_run(returncode: int, log_path: Path, results: Path, hf_home: Path) ->
         released = released_weights(hf_home, repo_id)[snap_key]
         # Adam's first step moves each weight by at most lr (1e-4); a random init is ~1e-2 away.
         assert (trained - released).abs().max() < 2e-4, params["arch"]
+
+
+def run_space_offline(space: str, hf_home: Path, tmp_path: Path, extra: tuple[str, ...] = (),
+                      timeout_s: int = TIMEOUT_S) -> tuple[int, Path, Path]:
+    """``python -m grid.run --space SPACE`` at the space's own settings on 426x560 synthetic scenes
+    (8 train / 2 val), one step per epoch, two validation images, ``--epochs 1``, offline with
+    ``hf_home`` as the only source of weights; one trial at a time on every CPU, as the test above.
+    Returns (exit code, the run's log, the results folder). Also used by test_depth_models.py."""
+    data = generate(tmp_path / "data", scenes=5, views=2, size=(426, 560), seed=0)
+    results = tmp_path / "results"
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "OMP_NUM_THREADS"}
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", RAY_TMPDIR=ray_tmp, RAY_USAGE_STATS_ENABLED="0",
+               PYTHONUNBUFFERED="1", MALLOC_MMAP_THRESHOLD_="1048576")
+    cmd = [sys.executable, "-m", "grid.run", "--space", space, "--data", str(data), "--results", str(results),
+           "--epochs", "1", "--set", "max_steps_per_epoch=1", "--set", "max_val_images=2", "--max-concurrent", "1",
+           "--cpus-per-trial", str(len(os.sched_getaffinity(0))), "--max-failures", "0", "--verbose", "1", *extra]
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            returncode = proc.wait()
+        finally:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    return returncode, log_path, results

@@ -30,6 +30,8 @@ class ArchInfo:
         revision: the commit ``pretrained=True`` pins (smp pins its encoders'), else the main branch.
         variant_key: the builder keyword that picks the ``hub`` variant.
         licence: the licence the released weights come under, as their source states it.
+        params_m: the released checkpoints' parameter counts, in millions, per ``hub`` variant
+            (tests/hf_snapshots.py checks the configs against them).
     """
 
     source: str
@@ -41,6 +43,7 @@ class ArchInfo:
     revision: str | None = None
     variant_key: str = "size"
     licence: str = ""
+    params_m: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def has_released_weights(self) -> bool:
@@ -64,6 +67,11 @@ _SMP_REVISION = {"resnet34": "7a57b34f723329ff020b3f8bc41771163c519d0c",
 _SEGFORMER = {f"b{i}": f"nvidia/segformer-b{i}-finetuned-ade-{'640-640' if i == 5 else '512-512'}"
               for i in range(6)}
 _NVIDIA = "NVIDIA Source Code License for SegFormer (non-commercial research)"
+_DA2 = "Depth-Anything-V2-{size}-hf"
+_DA2_METRIC = "Depth-Anything-V2-Metric-Indoor-{size}-hf"
+_DA2_SIZES = {"small": 24.8, "base": 97.5, "large": 335.3}  # the Depth Anything V2 README's counts
+_DA2_LICENCE = ("small: Apache-2.0; base, large: CC-BY-NC-4.0 (non-commercial) "
+                "(Depth Anything V2 README, github.com/DepthAnything/Depth-Anything-V2)")
 
 BUILT_IN: dict[str, ArchInfo] = {
     "unet": ArchInfo(
@@ -105,6 +113,38 @@ BUILT_IN: dict[str, ArchInfo] = {
         module=_M + "segformer", encoder=("encoder.",),
         hub={"b4": _SEGFORMER["b4"], **_SEGFORMER}, variant_key="encoder", licence=_NVIDIA,
         description="SegFormer encoder + U-Net decoder: skips from 4 stages + full-res stem"),
+    # Depth-pretrained (issue 22): what each checkpoint predicts and how forward_log maps it are in
+    # trainables/models/depth_hf.py and docs/models.md.
+    "depth_anything_v2": ArchInfo(
+        source="Hugging Face depth-anything/" + _DA2.format(size="{Small,Base,Large}") + " (size=small by default)",
+        module=_M + "depth_anything", encoder=("net.backbone.",),
+        hub={s: "depth-anything/" + _DA2.format(size=s.title()) for s in _DA2_SIZES}, params_m=_DA2_SIZES,
+        licence=_DA2_LICENCE,
+        description="Depth Anything V2 (DINOv2 + DPT decoder), relative inverse depth -> learned scale/shift"),
+    "depth_anything_v2_metric": ArchInfo(
+        source="Hugging Face depth-anything/" + _DA2_METRIC.format(size="{Small,Base,Large}")
+               + " (Hypersim, size=small by default)",
+        module=_M + "depth_anything", encoder=("net.backbone.",),
+        hub={s: "depth-anything/" + _DA2_METRIC.format(size=s.title()) for s in _DA2_SIZES}, params_m=_DA2_SIZES,
+        licence=_DA2_LICENCE,
+        description="Depth Anything V2 metric indoor (DINOv2 + DPT decoder), metric depth, max 20 m"),
+    "dpt": ArchInfo(
+        source="Hugging Face Intel/dpt-large (size=large, the default) or Intel/dpt-hybrid-midas (size=hybrid)",
+        module=_M + "dpt", encoder=("net.dpt.",),
+        hub={"large": "Intel/dpt-large", "hybrid": "Intel/dpt-hybrid-midas"},
+        # The DPT paper's 343M and 123M; the hybrid's 123M counts timm's 1000-class ImageNet head
+        # (0.77M), which the Hugging Face conversion drops.
+        params_m={"large": 343.0, "hybrid": 122.4},
+        licence="Apache-2.0 (Hugging Face model cards of Intel/dpt-large and Intel/dpt-hybrid-midas)",
+        description="DPT / MiDaS 3.0 (ViT-L/16, or ViT-B/16 on a ResNet-50 stem), relative inverse depth"),
+    "glpn": ArchInfo(
+        source="Hugging Face vinvino02/glpn-nyu (dataset=nyu, the default) or vinvino02/glpn-kitti (dataset=kitti)",
+        module=_M + "glpn", encoder=("net.glpn.",),
+        hub={"nyu": "vinvino02/glpn-nyu", "kitti": "vinvino02/glpn-kitti"}, variant_key="dataset",
+        params_m={"nyu": 61.2, "kitti": 61.2},  # the Hub's 245 MB float32 files; the paper rounds to 62M
+        licence="Apache-2.0 per the Hugging Face model card (written by the HF team; the GLPDepth repo "
+                "states no licence)",
+        description="GLPN: SegFormer MiT-b4 encoder + depth decoder, metric depth (nyu: max 10 m, kitti: 80 m)"),
 }
 
 
