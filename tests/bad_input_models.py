@@ -66,6 +66,15 @@ def _folder(name: str, *files: tuple[str, str]):
     return make
 
 
+def _ones_as_predictions(w: World) -> None:
+    """A prediction of 1 m for every item of the world's dataset, at its size."""
+    import numpy as np
+
+    (w.here / "p").mkdir()
+    for depth in w.data.glob("*_depth.npy"):
+        np.save(w.here / "p" / depth.name, np.ones_like(np.load(depth)))
+
+
 def _experiment_copy_with_foreign_figure(w: World) -> None:
     shutil.copytree(w.exp, w.here / "exp")
     (w.here / "exp" / "figures").mkdir(exist_ok=True)
@@ -151,6 +160,10 @@ MODEL = [
          named="--ensemble needs --experiment"),
     Case("evaluate-ensemble-zero", lambda w: ["evaluate", "--experiment", w.exp, "--ensemble", "0"], named="--ensemble"),
     Case("evaluate-without-pred", lambda w: ["evaluate", "--data", w.data], named="--pred and --data are required"),
+    Case("evaluate-unknown-protocol", lambda w: [*_EVALUATE(w), "--protocol", "nyu2"], setup=_folder("p"),
+         named="unknown protocol 'nyu2'; valid: none, nyu, kitti_eigen, kitti_garg"),
+    Case("evaluate-nyu-protocol-on-small-frames", lambda w: [*_EVALUATE(w), "--protocol", "nyu"],
+         setup=_ones_as_predictions, named="defined on 480x640 frames, got a 64x80 ground truth", fast=False),
     Case("figures-n-negative", lambda w: ["figures", "--experiment", w.exp, "--n", "-1"], named="--n"),
     Case("figures-max-models-zero", lambda w: ["figures", "--experiment", w.exp, "--max-models", "0"],
          named="--max-models"),

@@ -166,3 +166,30 @@ def test_accumulator_matches_one_call_and_takes_mixed_sizes() -> None:
     assert acc.result()["abs_rel"] == pytest.approx((3 * 0.1 + 2 * 0.3 + 2 * 1.0) / 7)
     with pytest.raises(ValueError, match="no scored image"):
         MetricAccumulator().result()
+
+
+def test_pooled_accumulator_equals_pooled_metrics_from_running_sums() -> None:
+    """``MetricAccumulator(pooled=True)`` keeps sums, not pixels; the same numbers as concatenating."""
+    rng = np.random.default_rng(4)
+    targets = [rng.uniform(0.5, 9.0, (h, w)) for h, w in ((6, 8), (10, 4), (3, 3))]
+    preds = [t * rng.uniform(0.6, 1.6, t.shape) * (i + 1) for i, t in enumerate(targets)]
+    targets[1][0, :] = 0.0  # invalid pixels stay out of the sums too
+    acc = MetricAccumulator(pooled=True)
+    for p, t in zip(preds, targets, strict=True):
+        acc.update(p, t)
+    pooled = compute_metrics(preds, targets, pooled=True)
+    assert acc.result() == pytest.approx(pooled, rel=1e-9)
+    assert acc.result()["si_rmse"] != pytest.approx(compute_metrics(preds, targets)["si_rmse"], rel=1e-3)
+
+
+def test_the_plain_scoring_is_todays_rule_exactly() -> None:
+    """``Scoring()`` (protocol none, no alignment) goes through ``valid_pixels`` itself: bit-equal."""
+    from trainables.protocols import Scoring
+
+    rng = np.random.default_rng(5)
+    t = rng.uniform(0.0, 20.0, (2, 9, 11))
+    t[0, 0, :3] = [0.0, np.nan, -1.0]
+    p = t * rng.uniform(0.5, 2.0, t.shape)
+    assert compute_metrics(p, t, scoring=Scoring()) == compute_metrics(p, t)
+    capped = compute_metrics(p, t, scoring=Scoring("kitti_garg"))
+    assert capped != compute_metrics(p, t)  # the cap and the crop take pixels out

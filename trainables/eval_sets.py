@@ -28,16 +28,18 @@ import torch
 
 from trainables.config import TrialConfig
 from trainables.data import DatasetSpec, Item
-from trainables.loop import eval_loader, evaluate
+from trainables.loop import eval_loader, evaluate, trial_scoring
 
 
 @dataclass(frozen=True)
 class EvalSet:
-    """One ``--eval-data`` set: its name, how to read it, its items (paths, not pixels)."""
+    """One ``--eval-data`` set: its name, how to read it, its items (paths, not pixels), and
+    its evaluation protocol (``trainables.protocols``; the trial's ``align`` applies too)."""
 
     name: str
     spec: DatasetSpec
     items: tuple[Item, ...]
+    protocol: str = "none"
 
 
 def eval_key(metric: str, name: str) -> str:
@@ -96,7 +98,8 @@ def score_eval_sets(eval_sets: tuple[EvalSet, ...] | list[EvalSet], model: torch
         scored.load_state_dict(stored)
     out: dict[str, float] = {"eval_epoch": scored_epoch}
     for s in eval_sets:
-        metrics, _ = evaluate(scored, eval_loader(cfg, list(s.items), s.spec), cfg, device)
+        scoring = trial_scoring(cfg, scored, s.spec, protocol=s.protocol)
+        metrics, _ = evaluate(scored, eval_loader(cfg, list(s.items), s.spec), cfg, device, scoring=scoring)
         out.update({eval_key(k, s.name): v for k, v in metrics.items()})
         out[eval_key("images", s.name)] = len(s.items)
     return out

@@ -10,6 +10,10 @@ Inputs may be numpy arrays or torch tensors of shape (H, W), (B, H, W) or (B, 1,
 list of (H, W) / (1, H, W) maps of different sizes. Computation is in float64 numpy on the CPU
 (tensors are copied there; numpy's masked indexing and logs are several times faster than
 torch's on CPU). Non-finite predictions are not masked: they make the affected metrics NaN.
+
+A ``scoring`` (``trainables.protocols.Scoring``: a protocol's crop and depth cap, an alignment of
+relative depth) replaces the valid-pixel rule above where given; without one, or with protocol
+``none`` and no alignment, the rule above applies unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from trainables.protocols import Scoring
 
 VALID_MIN = 1e-6  # target <= this is "no ground truth" (trainables.data.VALID_MIN)
 PRED_MIN = 1e-6  # predictions are clamped to at least this (competition rule)
@@ -126,29 +132,33 @@ def valid_pixels(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.n
     return np.maximum(pred[valid], PRED_MIN), target[valid]
 
 
-def _pairs(pred: Any, target: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+def _pairs(pred: Any, target: Any, scoring: Scoring | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     preds, targets = as_maps(pred), as_maps(target)
     if len(preds) != len(targets):
         raise ValueError(f"{len(preds)} predictions but {len(targets)} targets")
-    pairs = [valid_pixels(p, t) for p, t in zip(preds, targets, strict=True)]
+    pick = valid_pixels if scoring is None or scoring.plain else scoring.pixels
+    pairs = [pick(p, t) for p, t in zip(preds, targets, strict=True)]
     return [(p, t) for p, t in pairs if t.size > 0]
 
 
-def image_metrics(pred: Any, target: Any) -> list[dict[str, float]]:
-    """All metrics of each image that has a valid pixel (one dict per such image)."""
-    return [{name: float(fn(p, t)) for name, fn in METRICS.items()} for p, t in _pairs(pred, target)]
+def image_metrics(pred: Any, target: Any, scoring: Scoring | None = None) -> list[dict[str, float]]:
+    """All metrics of each image that has a valid pixel (one dict per such image); ``scoring``:
+    a protocol and alignment (``trainables.protocols.Scoring``; default depth-grid's rule)."""
+    return [{name: float(fn(p, t)) for name, fn in METRICS.items()} for p, t in _pairs(pred, target, scoring)]
 
 
 def _mean(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return {name: sum(r[name] for r in rows) / len(rows) for name in METRICS}
 
 
-def compute_metrics(pred: Any, target: Any, *, pooled: bool = False) -> dict[str, float]:
-    """All metrics (``METRICS`` order), averaged per image, or over pooled pixels if ``pooled``.
+def compute_metrics(pred: Any, target: Any, *, pooled: bool = False,
+                    scoring: Scoring | None = None) -> dict[str, float]:
+    """All metrics (``METRICS`` order), averaged per image, or over pooled pixels if ``pooled``;
+    ``scoring``: a protocol and alignment (``trainables.protocols.Scoring``).
 
     Raises ``ValueError`` when no image has a valid target pixel.
     """
-    pairs = _pairs(pred, target)
+    pairs = _pairs(pred, target, scoring)
     if not pairs:
         raise ValueError("no valid target pixel (finite and > 1e-6) in any image: nothing to score")
     if pooled:
@@ -169,24 +179,53 @@ def si_rmse(pred: Any, target: Any) -> float:
     return sum(float(_si_rmse(p, t)) for p, t in pairs) / len(pairs)
 
 
+# Pooled means without keeping the pixels (NYU's 654 test images hold 156M of them): each
+# metric is a function of per-pixel sums. Order: n, d, d^2, |p-t|/t, (p-t)^2/t, (p-t)^2,
+# |log10 p - log10 t|, then the three delta counts.
+def _pixel_sums(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    d = np.log(p) - np.log(t)
+    ratio = np.maximum(p / t, t / p)
+    return np.array([d.size, d.sum(), (d**2).sum(), (np.abs(p - t) / t).sum(), ((p - t) ** 2 / t).sum(),
+                     ((p - t) ** 2).sum(), np.abs(np.log10(p) - np.log10(t)).sum(),
+                     *((ratio < 1.25**k).sum() for k in (1, 2, 3))], dtype=np.float64)
+
+
+def _from_sums(s: np.ndarray) -> dict[str, float]:
+    n = s[0]
+    var = max(s[2] / n - (s[1] / n) ** 2, 0.0)  # E[d^2] - E[d]^2, as BTS writes SILog
+    values = {"si_rmse": np.sqrt(var), "abs_rel": s[3] / n, "sq_rel": s[4] / n, "rmse": np.sqrt(s[5] / n),
+              "rmse_log": np.sqrt(s[2] / n), "log10": s[6] / n, "delta1": s[7] / n, "delta2": s[8] / n,
+              "delta3": s[9] / n, "silog": 100.0 * np.sqrt(var)}
+    return {name: float(values[name]) for name in METRICS}
+
+
 class MetricAccumulator:
-    """Collects per-image metrics over batches; ``result()`` is their mean over images.
+    """Collects per-image metrics over batches; ``result()`` is their mean over images, or with
+    ``pooled=True`` each metric over all scored pixels at once (from running sums).
 
     ``update`` takes a batch or a list of differently sized maps. Images without a valid pixel
     are skipped (``count`` says how many were scored). ``rows`` keeps one dict per image.
+    ``scoring`` (``trainables.protocols.Scoring``) picks the pixels and aligns the predictions
+    (default: depth-grid's rule, no protocol).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scoring: Scoring | None = None, *, pooled: bool = False) -> None:
         self.rows: list[dict[str, float]] = []
+        self.scoring = scoring
+        self.pooled = pooled
+        self.sums = np.zeros(10)
 
     @property
     def count(self) -> int:
         return len(self.rows)
 
     def update(self, pred: Any, target: Any) -> None:
-        self.rows.extend(image_metrics(pred, target))
+        for p, t in _pairs(pred, target, self.scoring):
+            self.rows.append({name: float(fn(p, t)) for name, fn in METRICS.items()})
+            if self.pooled:
+                self.sums += _pixel_sums(p, t)
 
     def result(self) -> dict[str, float]:
         if not self.rows:
             raise ValueError("MetricAccumulator has no scored image (no valid target pixel seen)")
-        return _mean(self.rows)
+        return _from_sums(self.sums) if self.pooled else _mean(self.rows)

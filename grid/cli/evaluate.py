@@ -16,7 +16,8 @@ def evaluate(
     ctx: typer.Context,
     pred: Annotated[Path | None, typer.Option(help="folder of prediction .npy files (metres)")] = None,
     data: Annotated[Path | None, typer.Option(help="dataset folder with the ground truth")] = None,
-    format: Annotated[Literal["cil", "pairs"] | None, typer.Option(help="dataset layout (default: detected)")] = None,
+    format: Annotated[Literal["cil", "pairs", "kitti"] | None, typer.Option(
+        help="dataset layout (default: detected; kitti: its own folder structure, depth PNG / 256)")] = None,
     list_file: Annotated[str | None, typer.Option("--list", help="list file, relative to --data or absolute")] = None,
     depth_scale: Annotated[float | None, typer.Option(
         help="PNG depth only: metres = value / S (NYU 8-bit: 25.5, 16-bit mm: 1000; default: the "
@@ -24,8 +25,22 @@ def evaluate(
     crop: Annotated[Literal["eigen", "none"] | None, typer.Option(
         help="score only the Eigen crop of 480x640 frames (rows 45:471, cols 41:601; default: the "
              "experiment's, else none)")] = None,
-    experiment: Annotated[Path | None, typer.Option(
-        help="read the data as this experiment did (format, crop, depth scale)")] = None,
+    experiment: Annotated[str | None, typer.Option(
+        metavar="DIR|URI", help="read the data as this experiment did (format, crop, depth scale); a folder or "
+                                "its record in a bucket (gs://BUCKET/PATH/NAME)")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        metavar="none|nyu|kitti_eigen|kitti_garg",
+        help="evaluation protocol: nyu = Eigen crop of 480x640 frames, ground truth 1e-3..10 m, predictions clipped "
+             "to it; kitti_eigen / kitti_garg = their crops, 1e-3..80 m (docs/metrics.md; default: the "
+             "experiment's, else none)")] = None,
+    align: Annotated[Literal["none", "median", "lstsq"], typer.Option(
+        help="per-image alignment for relative-depth predictions: median scaling or least-squares scale and "
+             "shift")] = "none",
+    align_space: Annotated[Literal["depth", "inverse", "log"], typer.Option(
+        help="the space --align lstsq fits in: depth (metres), inverse (disparity, as MiDaS) or log")] = "depth",
+    mean: Annotated[Literal["image", "pooled"], typer.Option(
+        help="average each metric per image (as the papers' toolboxes) or compute it once over all pixels "
+             "pooled")] = "image",
     resize: Annotated[bool, typer.Option("--resize", help="bilinearly resize predictions to the target size "
                                                           "instead of failing")] = False,
     json: Annotated[Path | None, typer.Option("--json", help="also write the metrics to this JSON file")] = None,
@@ -39,17 +54,23 @@ def evaluate(
     """Score a folder of depth predictions against a dataset's ground truth.
 
     Reads one float .npy per list item, in metres, at PRED/<depth entry with suffix .npy>, and
-    prints every metric averaged per image. Missing, extra, corrupt or wrongly sized predictions
-    are reported all at once, naming the items, and the exit code is 1.
+    prints every metric averaged per image (--mean pooled: over all pixels), under --protocol.
+    Missing, extra, corrupt or wrongly sized predictions are reported all at once, naming the
+    items, and the exit code is 1.
 
     \b
     examples:
       depth-grid evaluate --pred preds/ --data DIR
       depth-grid evaluate --pred preds/ --data nyu/ --experiment results/nyu
+      depth-grid evaluate --pred preds/ --data nyu_test/ --format pairs --depth-scale 1000 --protocol nyu
+      depth-grid evaluate --pred preds/ --data kitti/ --protocol kitti_garg --align median
       depth-grid evaluate --experiment results/grid1 --ensemble 3
     """
     from grid.experiment.record import Experiment
+    from trainables.protocols import get_protocol
 
+    if protocol is not None:
+        get_protocol(protocol)  # an unknown name: said before anything is read
     exp = Experiment.load(experiment) if experiment is not None else None
     if ensemble is not None:
         _ensemble(exp, ensemble, device, plugins)
@@ -59,13 +80,17 @@ def evaluate(
 
         raise UsageError("--pred and --data are required (or --experiment with --ensemble K)", ctx)
     from grid.inference.evaluate import evaluate as score
-    from grid.inference.evaluate import format_table
+    from grid.inference.evaluate import experiment_protocol, format_table
     from grid.inference.inputs import DataSettings, with_settings
     from trainables.data import DatasetSpec
 
     spec = DatasetSpec.detect(data, format, list_file=list_file)
     spec, applied = with_settings(spec, DataSettings(crop=crop, depth_scale=depth_scale), DataSettings.of(exp))
-    result = score(pred, spec, resize=resize, out=json, overwrite=overwrite, experiment=exp)
+    if protocol is None and DataSettings.of(exp).format in (None, spec.format):  # as the crop: the same layout
+        protocol = experiment_protocol(exp)
+    protocol = protocol or "none"
+    result = score(pred, spec, resize=resize, out=json, overwrite=overwrite, experiment=exp, protocol=protocol,
+                   align=align, align_space=align_space, mean=mean)
     print(f"ground truth: {spec.format} list {spec.list_path}; {applied}")
     print(format_table(result))
     if json is not None:

@@ -1,8 +1,10 @@
 """``depth-grid run --eval-data NAME=DIR[:KEY=VALUE,...]``: zero-shot evaluation sets for every trial.
 
-``KEY`` is ``format`` (cil|pairs), ``list`` (list file inside DIR), ``depth_scale`` or ``crop``
+``KEY`` is ``format`` (cil|pairs|kitti), ``list`` (list file inside DIR), ``depth_scale`` or ``crop``
 (eigen|none), meaning what ``--format``, ``--list``, ``--depth-scale`` and ``--crop`` mean for
-``--data``, e.g. ``--eval-data tum=/data/tum:format=pairs,depth_scale=5000``. Each set is read
+``--data``, e.g. ``--eval-data tum=/data/tum:format=pairs,depth_scale=5000``, or ``protocol``
+(``trainables.protocols.PROTOCOLS``: the set's crop and depth cap, default none), e.g.
+``--eval-data nyu=/data/nyu_test:format=pairs,depth_scale=1000,protocol=nyu``. Each set is read
 and checked on the driver before Ray starts (a set that cannot be read stops the run, naming the
 file) and reaches the trials with the training data; they score their best weights on it as they
 end (``trainables.eval_sets``).
@@ -18,7 +20,7 @@ from typing import Any
 from trainables.config import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a column suffix: no '@', ',', ':' or spaces
-KEYS = ("format", "list", "depth_scale", "crop")
+KEYS = ("format", "list", "depth_scale", "crop", "protocol")
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,22 @@ class EvalData:
     def spec_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``DatasetSpec.detect``, as ``grid.experiment.prepare.resolve_data`` takes them."""
         names = {"format": "format", "list": "list_file", "depth_scale": "depth_scale", "crop": "crop"}
-        return {names[k]: v for k, v in self.options}
+        return {names[k]: v for k, v in self.options if k in names}
+
+    @property
+    def protocol(self) -> str:
+        """The set's evaluation protocol (``none`` unless given)."""
+        return dict(self.options).get("protocol", "none")
 
 
 def _option(name: str, key: str, value: str) -> Any:
-    if key == "format" and value not in ("cil", "pairs"):
-        raise ConfigError(f"--eval-data {name}: format must be cil or pairs, got {value!r}")
+    if key == "format" and value not in ("cil", "pairs", "kitti"):
+        raise ConfigError(f"--eval-data {name}: format must be cil, pairs or kitti, got {value!r}")
+    if key == "protocol":
+        from trainables.protocols import PROTOCOLS
+
+        if value not in PROTOCOLS:
+            raise ConfigError(f"--eval-data {name}: unknown protocol {value!r}; valid: {', '.join(PROTOCOLS)}")
     if key == "crop" and value not in ("eigen", "none"):
         raise ConfigError(f"--eval-data {name}: crop must be eigen or none, got {value!r}")
     if key == "depth_scale":
@@ -81,8 +93,9 @@ def check_unique(sets: list[EvalData]) -> None:
 
 def resolve_eval_sets(sets: list[EvalData]) -> tuple:
     """Each set's spec and items, read and checked (``DataError`` naming the set and the file)."""
-    from trainables.data import DataError, DatasetSpec, index_dataset
+    from trainables.data import DataError, DatasetSpec, index_dataset, load_depth
     from trainables.eval_sets import EvalSet
+    from trainables.protocols import ProtocolError, get_protocol
 
     check_unique(sets)
     out = []
@@ -90,9 +103,12 @@ def resolve_eval_sets(sets: list[EvalData]) -> tuple:
         try:
             spec = DatasetSpec.detect(s.root, **s.spec_kwargs())
             items = tuple(index_dataset(spec))
-        except DataError as e:
+            protocol = get_protocol(s.protocol)
+            if protocol.crops:  # a crop or a frame size the protocol cannot work on: said before Ray starts
+                protocol.region(load_depth(items[0], spec).shape, spec.crop)
+        except (DataError, ProtocolError) as e:
             raise DataError(f"--eval-data {s.name}: {e}") from e
-        out.append(EvalSet(s.name, spec, items))
+        out.append(EvalSet(s.name, spec, items, s.protocol))
     return tuple(out)
 
 
@@ -100,7 +116,9 @@ def eval_record(eval_sets: tuple) -> list[dict[str, Any]]:
     """What ``experiment.json`` (and the resume signature) records of each set."""
     from grid.experiment.prepare import spec_record
 
-    return [{"name": s.name, **spec_record(s.spec), "items": len(s.items)} for s in eval_sets]
+    # "protocol" only when one is set: experiments recorded before it existed still resume
+    return [{"name": s.name, **spec_record(s.spec), "items": len(s.items),
+             **({"protocol": s.protocol} if s.protocol != "none" else {})} for s in eval_sets]
 
 
 def describe(eval_sets: tuple) -> str:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from grid.inference.outputs import Reads, check_outputs, marked
 from trainables.data import DataError, DatasetSpec, Item, index_dataset, load_depth
 from trainables.io import write_json
+from trainables.protocols import MEANS, Scoring, check_choice
 
 if TYPE_CHECKING:
     from grid.experiment.record import Experiment
@@ -91,19 +92,28 @@ def match_size(pred: np.ndarray, target: np.ndarray, item: Item, spec: DatasetSp
 
 
 def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False, out: str | Path | None = None,
-             overwrite: bool = False, experiment: Experiment | None = None) -> dict:
+             overwrite: bool = False, experiment: Experiment | None = None, protocol: str = "none",
+             align: str = "none", align_space: str = "depth", mean: str = "image") -> dict:
     """Metrics of the predictions in ``pred_dir`` for every item of ``spec``'s list.
 
     Returns ``{<metric>: float for every name in METRICS, "count": images scored,
-    "skipped": images without a valid target pixel}``. Raises ``DataError`` listing every
-    problem (missing, extra, corrupt or wrongly sized predictions).
+    "skipped": images without a valid target pixel, "protocol", "align", "mean"}``. Raises
+    ``DataError`` listing every problem (missing, extra, corrupt or wrongly sized predictions).
 
     Args:
+        protocol: a preset of ``trainables.protocols.PROTOCOLS`` (crop and depth cap; ``none``:
+            every target > 1e-6, no cap).
+        align: ``none``, ``median`` or ``lstsq`` (scale and shift in ``align_space``: ``depth``,
+            ``inverse`` or ``log``), fitted per image.
+        mean: ``image`` (each metric per image, then averaged) or ``pooled`` (over all pixels).
         out: also write the result there as JSON (atomically, marked ``"written_by": "depth-grid
             evaluate"``), checked before anything is scored by the output rule
             (``grid.inference.outputs``: never over a prediction, the dataset's files or
             ``experiment``'s records; a file depth-grid did not write only with ``overwrite``).
     """
+    scoring = Scoring(protocol, align, align_space, data_crop=spec.crop)
+    check_choice("--mean", mean, MEANS)
+    scoring.protocol.cropped_already(spec.crop)  # a crop the protocol cannot work on: say so first
     pred_dir = Path(pred_dir).expanduser().resolve()
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder does not exist")
@@ -113,7 +123,7 @@ def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False, o
     from trainables.metrics import MetricAccumulator  # torch: after the checks
 
     problems = check_files(pred_dir, items)
-    acc = MetricAccumulator()
+    acc = MetricAccumulator(scoring, pooled=mean == "pooled")
     skipped = 0
     for item in tqdm(items, unit="img", desc="evaluate", disable=None):  # a bar on a terminal only
         path = pred_dir / item.pred_name
@@ -133,10 +143,22 @@ def evaluate(pred_dir: str | Path, spec: DatasetSpec, *, resize: bool = False, o
                                       problems))
     if acc.count == 0:
         raise DataError(f"{spec.list_path}: no item has a valid ground-truth pixel; nothing to score")
-    result = {**acc.result(), "count": acc.count, "skipped": skipped}
+    result = {**acc.result(), "count": acc.count, "skipped": skipped, **scoring.record(), "mean": mean}
     if out is not None:  # marked as depth-grid's own, so that a re-run may replace it
         write_json(out, marked(result, "evaluate"))
     return result
+
+
+def experiment_protocol(experiment: Experiment | None) -> str | None:
+    """The protocol an experiment's trials validated under (``--protocol`` / ``--set protocol=``,
+    as its resume signature records it), ``None`` when it set none or several."""
+    if experiment is None:
+        return None
+    studies = experiment.record.get("signature", {}).get("studies", [])
+    found = [space.get("protocol", "none") for _, space in studies if isinstance(space, dict)]
+    if not found or not all(isinstance(p, str) and p == found[0] for p in found):
+        return None  # none recorded, several, or searched over
+    return found[0]
 
 
 def json_output(path: str | Path, pred_dir: Path, items: list[Item], spec: DatasetSpec, *,
@@ -159,6 +181,11 @@ def format_table(result: dict) -> str:
         better = "higher" if name in HIGHER_IS_BETTER else "lower"
         lines.append(f"{name:<10} {result[name]:>10.4f}  ({better} is better)")
     lines.append(f"{'images':<10} {result['count']:>10d}")
+    if "mean" in result:  # how the numbers above were taken
+        how = "per image, then averaged over images" if result["mean"] == "image" else "over all pixels pooled"
+        aligned = f"; alignment {result['align']}" + (f" in {result['align_space']} space" if "align_space" in result
+                                                     else "")
+        lines.append(f"{'scored':<10} protocol {result['protocol']}{aligned}; metrics {how}")
     if result.get("skipped"):
         lines.append(f"{'skipped':<10} {result['skipped']:>10d}  (no valid ground truth)")
     return "\n".join(lines)
