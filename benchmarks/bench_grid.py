@@ -87,7 +87,7 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
     model = build_model(cfg.arch, **cfg.model_kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    state = TrialState(model, opt, scaler)
+    state = TrialState(model, opt, scaler, train_loader=train_loader)
     batch = next(iter(train_loader))
     image, target = batch["image"], batch["depth"]
 
@@ -119,6 +119,8 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
           f"(batch {cfg.batch_size} at {image_size[0]}x{image_size[1]}, reading images from disk with "
           f"{num_workers} loader workers, {n}-step epochs): "
           f"overhead {100 * (t_ours / t_bare - 1):+.1f}% (target < 5%)")
+    if not num_workers:
+        mid_epoch_checkpoint_cost(state, t_ours)
     if num_workers and n > 2:
         # Workers restart every epoch (not persistent: exact resume seeds them from the checkpointed
         # generator): a fixed cost per epoch (fork, first batch, the parent's copy-on-write pages
@@ -130,6 +132,32 @@ def step_overhead(bundle, image_size: list[int], num_workers: int) -> None:
         print(f"      per step {per_step * 1e3:.1f} ms (overhead {100 * (per_step / t_bare - 1):+.1f}%) plus "
               f"{fixed * 1e3:.0f} ms per epoch (workers restarted); over a {long_epoch}-step epoch: "
               f"{100 * ((long_epoch * per_step + fixed) / (long_epoch * t_bare) - 1):+.1f}%")
+
+
+def mid_epoch_checkpoint_cost(state, t_step: float) -> None:
+    """One mid-epoch checkpoint as the trial writes it (``TrialState.state_dict`` with the epoch's
+    position, ``torch.save`` to a local file; Tune's copy to the storage comes on top), in
+    milliseconds, in steps, and as a share of training time at the paper profile's 15 minutes."""
+    import torch
+
+    from trainables.state import EpochProgress
+
+    record = {"trial_config": {}, "image_size": [], "metrics": {"mid_epoch": True}, "weights": "random",
+              "provenance": {}}
+    state.progress = EpochProgress(step=1)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        for _ in range(5):
+            t0 = time.perf_counter()
+            torch.save(state.state_dict(record), path)
+            times.append(time.perf_counter() - t0)
+        size = path.stat().st_size
+    state.progress = EpochProgress()
+    t = min(times)
+    print(f"      mid-epoch checkpoint: {t * 1e3:.0f} ms ({size / 1e6:.1f} MB written) = {t / t_step:.1f} steps; "
+          f"every 15 minutes (checkpoint_minutes=15): {100 * t / 900:.4f}% of training time, "
+          f"{t / (900 / t_step) * 1e3:.3f} ms per step")
 
 
 def main() -> None:

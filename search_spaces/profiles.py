@@ -16,6 +16,9 @@ PAPER = {
     "accum_steps": 8,
     "pretrained": "yes",
     "seed": 0,
+    # Not the paper's: a resumable checkpoint every 15 minutes inside an epoch (6-77 minutes per
+    # epoch on a T4), so a preempted Spot trial loses at most that (docs/cluster.md, "Preemption").
+    "checkpoint_minutes": 15,
 }
 
 SYNTHETIC = {"scenes": 16, "views": 6, "size": (120, 160), "seed": 0, "motion": "drift"}

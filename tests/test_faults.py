@@ -53,6 +53,14 @@ def test_a_failing_trial_does_not_stop_the_grid(ray_session, scenes: Path, tmp_p
     assert ok.status == "finished" and ok.epochs_done == 1 and Path(ok.checkpoint).is_file()
     assert failed.status == "error" and pd.isna(failed.si_rmse) and pd.isna(failed.checkpoint)
     assert "injected fault at epoch 0 step 1" in str(failed.error)
+    # An exception in the trial's code counts: it trains 1 + --max-failures 1 times, then ends
+    # (the third attempt, left no retry, stops before building anything: trainables.retries).
+    assert (failed.failures, failed.preemptions) == (2, 0) and (ok.failures, ok.preemptions) == (0, 0)
+    (failed_dir,) = [p.parent for p in (results / "ray" / "isolation").glob(f"*{failed.trial_id}*/params.json")]
+    errors = (failed_dir / "error.txt").read_text()
+    assert errors.count("injected fault at epoch 0 step 1") == 2 + 1  # twice raised, once quoted
+    assert "Failure # 3" in errors and "gave up after 2 failure(s) (--max-failures 1)" in errors
+    assert "Failure # 4" not in errors
     report = (exp / "leaderboard.md").read_text()
     assert f"`{failed.trial_id}` (mobilenet_unet) failed: {failed.error}" in report
 
@@ -289,3 +297,20 @@ def test_preflight_of_a_sound_run_starts_and_writes_nothing(scenes: Path, tmp_pa
     assert list(tmp_path.iterdir()) == []  # --dry-run's checks make nothing
     preflight(RunConfig(space="smoke", data=scenes, results=tmp_path / "r"))
     assert list(tmp_path.iterdir()) == []  # nor a run's: it makes its folders after Ray's checks
+
+
+def test_retry_errored_re_runs_a_trial_that_used_up_its_retries(ray_session, scenes: Path, tmp_path: Path):
+    """--max-failures 0 and a trial that raises: it ends in error after one try (and the short
+    attempt that ends it). Resumed with --retry-errored, Tune re-runs it as a new trial (its own
+    folder), which trains again and counts its failures afresh."""
+    results = tmp_path / "results"
+    args = ["--arch", "unet", "--set", "fault=unet:raise@0.1", "--max-failures", "0"]
+    exp = _grid(scenes, results, "again", *args)
+    (first,) = [p.parent for p in (results / "ray" / "again").glob("*/params.json")]
+    assert (first / "error.txt").read_text().count("injected fault at epoch 0 step 1") == 1 + 1  # raised, quoted
+    _grid(scenes, results, "again", *args, "--retry-errored")
+    (again,) = [p.parent for p in (results / "ray" / "again").glob("*/params.json") if p.parent != first]
+    assert (again / "error.txt").read_text().count("injected fault at epoch 0 step 1") == 1 + 1  # it trained again
+    assert json.loads((again / "retries.json").read_text())["failures"] == 1
+    board = pd.read_csv(exp / "leaderboard.csv")
+    assert set(board.status) == {"error"} and set(board.failures) == {1}

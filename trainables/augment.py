@@ -8,8 +8,10 @@ interpolated into valid ones. Depth values are not rescaled with the zoom: the l
 metric are scale invariant. The ranges follow NYU fine-tuning practice (BTS, AdaBins: rotation
 within +-2.5 degrees; colour jitter of about +-20%).
 
-Random draws come from torch's global generator, which the trainable's loader seeds per worker,
-so a resumed trial draws the same augmentations as an unbroken one.
+Random draws come from torch's global generator, which the training loader seeds per sample
+(``trainables.sampler.SeededSamples``: from the trial seed, the epoch and the sample's place), so
+a resumed trial, at any step and with any number of loader workers, draws the same augmentations
+as an unbroken one.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ state the next epoch draws from, so a resumed trial ends bit-identical to one ne
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from trainables.config import TrialConfig
 from trainables.recipe import make_ema, make_optimizer, make_scheduler, updates_per_epoch
+from trainables.sampler import EpochSampler
 
 if TYPE_CHECKING:
     from timm.utils import ModelEmaV3
@@ -31,6 +32,27 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "scheduler", "epoch", "arch_c
 RECORD_KEYS = ("trial_config", "image_size", "metrics", "weights", "provenance")
 # Written last when an EMA is on: "model" then holds the EMA's weights, and a resume needs the raw ones.
 RAW_MODEL_KEY = "raw_model"
+# Written (after raw_model) only by a checkpoint taken inside an epoch (``EpochProgress``): the
+# trainable resumes from it, and nothing scores it (its "metrics" record says mid_epoch).
+MID_EPOCH_KEY = "mid_epoch"
+
+
+@dataclass
+class EpochProgress:
+    """How far the epoch in progress has got: ``step`` training steps done, the sum and count
+    of their losses (a float sum in step order, so a resumed epoch's mean loss is the unbroken
+    one's). The gradients accumulated since the last optimiser step live on the model and go
+    into a mid-epoch checkpoint beside this."""
+
+    step: int = 0
+    loss_total: float = 0.0
+    loss_count: int = 0
+
+    def finish(self) -> float:
+        """The epoch's mean loss; the progress starts again at step 0 for the next epoch."""
+        mean = self.loss_total / max(self.loss_count, 1)
+        self.step, self.loss_total, self.loss_count = 0, 0.0, 0
+        return mean
 
 
 @dataclass
@@ -42,7 +64,8 @@ class TrialState:
     generator (the shuffle order, the loader workers' seeds), part of the random state a
     checkpoint saves; a bare loop that never checkpoints (tests, benchmarks) may leave it
     ``None``. ``resumed_epoch`` is the epoch this process resumed at, -1 in a fresh trial (the
-    test-only ``kill`` fault fires only then); it is not saved.
+    test-only ``kill`` fault fires only then); it is not saved. ``progress`` is the position
+    inside epoch ``epoch`` (step 0 between epochs); a checkpoint taken inside an epoch saves it.
     """
 
     model: torch.nn.Module
@@ -54,6 +77,7 @@ class TrialState:
     epoch: int = 0
     train_seconds: float = 0.0
     resumed_epoch: int = -1
+    progress: EpochProgress = field(default_factory=EpochProgress)
 
     @classmethod
     def create(cls, cfg: TrialConfig, model: torch.nn.Module, train_loader: DataLoader,
@@ -94,6 +118,8 @@ class TrialState:
         state = {key: both[key] for key in CHECKPOINT_KEYS}
         if self.ema is not None:
             state[RAW_MODEL_KEY] = self.model.state_dict()
+        if self.progress.step:
+            state[MID_EPOCH_KEY] = {**asdict(self.progress), "grads": accumulated_grads(self.model)}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -111,11 +137,31 @@ class TrialState:
         set_rng_state(state["rng"], self.train_loader)
         self.epoch = self.resumed_epoch = state["epoch"]
         self.train_seconds = state.get("train_seconds", 0.0)
+        mid = state.get(MID_EPOCH_KEY) or {}
+        self.progress = EpochProgress(mid.get("step", 0), mid.get("loss_total", 0.0), mid.get("loss_count", 0))
+        set_accumulated_grads(self.model, mid.get("grads", []))
+
+
+def accumulated_grads(model: torch.nn.Module) -> list[torch.Tensor | None]:
+    """The gradients summed since the last optimiser step, one per parameter (empty when none:
+    a checkpoint at an accumulation group's end)."""
+    grads = [p.grad for p in model.parameters()]
+    return [] if all(g is None for g in grads) else [g.detach().clone() if g is not None else None for g in grads]
+
+
+def set_accumulated_grads(model: torch.nn.Module, grads: list[torch.Tensor | None]) -> None:
+    """Put back what ``accumulated_grads`` saved (nothing when it is empty)."""
+    params = list(model.parameters())
+    if grads and len(grads) != len(params):
+        raise ValueError(f"a checkpoint with gradients of {len(grads)} parameters for a model of {len(params)}")
+    for p, g in zip(params, grads, strict=False):
+        p.grad = g.to(p.device) if g is not None else None
 
 
 def rng_state(loader: DataLoader) -> dict[str, Any]:
-    """Every random state the next epoch draws from: torch (dropout, flips in-process), CUDA,
-    numpy, Python, and the train loader's generator (shuffle order, loader workers' seeds).
+    """Every random state the next step draws from: torch (dropout), CUDA, numpy, Python, the
+    train loader's generator (its workers' seeds) and its sampler's seed (each epoch's order and
+    each sample's flips and jitter, ``trainables.sampler``).
     Plain tensors and tuples, so checkpoints still load with ``weights_only=True``."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
@@ -123,6 +169,7 @@ def rng_state(loader: DataLoader) -> dict[str, Any]:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
         "python": random.getstate(),
+        "sampler": getattr(loader.sampler, "seed", None),  # EpochSampler's: each epoch's order and sample seeds
     }
 
 
@@ -136,3 +183,5 @@ def set_rng_state(state: dict[str, Any], loader: DataLoader) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
+    if state.get("sampler") is not None and isinstance(loader.sampler, EpochSampler):
+        loader.sampler.seed = state["sampler"]
