@@ -59,6 +59,7 @@ def studies(space_mod: ModuleType, cfg: RunConfig, *, cpu_profile: bool | None =
     if cfg.image_size:
         overrides["image_size"] = list(cfg.image_size)
     overrides.update(cfg.set)
+    overrides.update(seed_override(space_mod, cfg))
     archs = list(cfg.arch) or space_mod.ARCHS
     name = cfg.experiment_name
     if space_mod.SEARCH.get("per_arch"):
@@ -72,6 +73,21 @@ def studies(space_mod: ModuleType, cfg: RunConfig, *, cpu_profile: bool | None =
             raise ExperimentError(f"search space {cfg.space!r} (or --set) has unknown key(s) {unknown}; "
                                   f"valid trial settings: {', '.join(sorted(valid))}")
     return plan
+
+
+def seed_override(space_mod: ModuleType, cfg: RunConfig) -> dict[str, Any]:
+    """``--seeds``: the trial seed as one more grid dimension (the leaderboard groups the rows that
+    differ only by it); nothing for ``--seeds 1``. A search algorithm (Optuna) rejects a grid."""
+    seeds = cfg.trial_seeds
+    if len(seeds) > 1 and space_mod.SEARCH.get("algorithm", "grid") != "grid":
+        raise ExperimentError(f"--seeds {cfg.seeds}: space {cfg.space!r} uses the {space_mod.SEARCH['algorithm']} "
+                              "search algorithm, which samples its own points and takes no seed grid; "
+                              "use --seeds with a grid space")
+    if not seeds:
+        return {}
+    from ray import tune
+
+    return {"seed": tune.grid_search(list(seeds)) if len(seeds) > 1 else seeds[0]}
 
 
 def spaces_table() -> str:
