@@ -8,6 +8,13 @@
   paper's and the competition baselines' Kaggle test-set scores as reference lines.
 - ``clusters.png``: examples of the split's near-duplicate clusters (what the split keeps
   together on one side).
+- ``audit_pairs.png`` (only when the run's leakage audit found near-duplicates): the closest
+  (evaluation image, training image) pairs, one row each (``grid.split.audit``).
+- ``data_efficiency.png`` (only when the trials trained on more than one ``train_fraction``):
+  validation si_rmse against the number of training images, per architecture, with the seeds'
+  spread.
+- ``pareto.png`` (when the rows carry a cost or an inference time): si_rmse against cost and
+  against inference time per image, every finished trial a dot, the Pareto front a line.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # object API: no pyplot global state, renders with Agg
+from matplotlib.ticker import NullLocator
 
 from grid.experiment.leaderboard import LeaderboardError
 from grid.experiment.record import Experiment
@@ -27,6 +35,7 @@ from grid.inference.predict import CMAP, default_device, predict_items
 from trainables.data import (
     VALID_MIN,
     DataError,
+    DatasetSpec,
     Item,
     index_dataset,
     load_depth,
@@ -41,6 +50,7 @@ PAPER_KAGGLE = {"ResNet-UNet": 0.161, "Mask2Former": 0.133, "SegFormer-b4": 0.14
                 "SegFormer-b5": 0.126}
 BASELINES = {"competition baseline 1": 0.31972, "competition baseline 2": 0.14660}
 FIGURES = ("comparison.png", "leaderboard.png", "clusters.png")  # under <experiment>/figures/
+OPTIONAL_FIGURES = ("audit_pairs.png", "data_efficiency.png", "pareto.png")  # drawn when the experiment has what they show
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
@@ -166,9 +176,138 @@ def cluster_figure(experiment: Experiment, *, clusters: int = 6, per_cluster: in
                          set(split.val), clusters=clusters, per_cluster=per_cluster)
 
 
+def pairs_figure(path: Path, found: list[tuple[str, DatasetSpec, DatasetSpec, list]], *,
+                 max_pairs: int = 8) -> Path:
+    """The closest near-duplicate pairs of a leakage audit, one row each: evaluation image |
+    training image. ``found``: ``(set name, its spec, the training spec, the audit's pairs)``
+    per set; the ``max_pairs`` most similar pairs over all sets are drawn."""
+    rows = sorted(((cos, name, e, t, es, ts) for name, es, ts, pairs in found for e, t, cos in pairs),
+                  key=lambda r: -r[0])[:max_pairs]
+    if not rows:
+        raise DataError("the leakage audit found no near-duplicates: no pairs to draw")
+    items: dict[int, dict[str, Item]] = {}
+
+    def item(spec: DatasetSpec, name: str) -> Item:
+        if id(spec) not in items:
+            items[id(spec)] = {it.name: it for it in index_dataset(spec, require_depth=False)}
+        if name not in items[id(spec)]:
+            raise DataError(f"{spec.list_path}: lists no {name!r} (an image of the audit's pairs)")
+        return items[id(spec)][name]
+
+    fig = Figure(figsize=(5.2, 2.1 * len(rows) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    for r, (cos, name, e, t, es, ts) in enumerate(rows):
+        for c, (spec, label, title) in enumerate(((es, e, f"{name}: {e}"), (ts, t, f"train: {t}"))):
+            axes[r, c].imshow(load_rgb(item(spec, label), spec))
+            axes[r, c].set_title(title, fontsize=7)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(f"cosine {cos:.4f}", fontsize=7)
+    fig.suptitle("closest evaluation/training pairs (leakage audit)", fontsize=9)
+    return save_figure(fig, Path(path))
+
+
+def audit_figure(experiment: Experiment, *, max_pairs: int = 8) -> Path | None:
+    """``pairs_figure`` of the run's leakage audit (``experiment.json``'s ``leakage_audit``);
+    ``None`` when there was no audit or it found nothing."""
+    recorded = experiment.record.get("leakage_audit") or {}
+    sets = recorded.get("sets") or {}
+    if not any(found.get("near_duplicates") for found in sets.values()):
+        return None
+    specs = recorded.get("data") or {}
+    found = [(name, _spec(specs[name]), experiment.spec, sets[name]["pairs"]) for name in sets
+             if sets[name].get("near_duplicates") and name in specs]
+    return pairs_figure(experiment / "figures" / "audit_pairs.png", found, max_pairs=max_pairs)
+
+
+def _spec(record: dict) -> DatasetSpec:
+    """A dataset spec from its record (``grid.experiment.prepare.spec_record``)."""
+    crop = record.get("crop")
+    return DatasetSpec(root=Path(record["root"]), format=record.get("format", "cil"),
+                       list_file=record.get("list_file"), depth_scale=record.get("depth_scale", 1.0),
+                       crop=tuple(crop) if isinstance(crop, list) else crop)
+
+
+def efficiency_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture and ``train_fraction``: the mean training images and the validation
+    si_rmse over the rows (the seeds): ``mean``, ``std`` (NaN for one seed), ``lo``, ``hi``, ``n``."""
+    ok = df[df.si_rmse.notna() & df.train_images.notna()]
+    ok = ok[ok.status.astype(str) != "error"] if "status" in ok else ok
+    return (ok.groupby(["arch", "train_fraction"])
+            .agg(images=("train_images", "mean"), mean=("si_rmse", "mean"), std=("si_rmse", "std"),
+                 lo=("si_rmse", "min"), hi=("si_rmse", "max"), n=("si_rmse", "size"))
+            .reset_index().sort_values(["arch", "images"], kind="stable"))
+
+
+def data_efficiency_figure(experiment: Experiment) -> Path | None:
+    """Validation si_rmse against the number of training images, one line per architecture
+    (the mean over seeds; the band spans the seeds' lowest to highest, the dots are the seeds).
+    ``None`` when the trials did not train on more than one ``train_fraction``."""
+    df = experiment.saved_leaderboard()
+    if "train_images" not in df or "train_fraction" not in df or df.train_fraction.nunique() < 2:
+        return None
+    table = efficiency_table(df)
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for arch, g in table.groupby("arch", sort=True):
+        (line,) = ax.plot(g.images, g["mean"], marker="o", label=f"{arch}")
+        if (g.n > 1).any():
+            ax.fill_between(g.images, g.lo, g.hi, color=line.get_color(), alpha=0.2, lw=0)
+        rows = df[(df.arch == arch) & df.si_rmse.notna() & df.train_images.notna()]
+        ax.scatter(rows.train_images, rows.si_rmse, s=9, color=line.get_color(), zorder=3)
+    ax.set_xscale("log")
+    ticks = table.groupby("train_fraction").images.mean()  # one tick per fraction: its images, its share
+    ax.set_xticks(ticks.to_numpy(), [f"{v:.0f}\n{f:.0%}" for f, v in ticks.items()], fontsize=7)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("training images (train_fraction; whole split clusters, log scale)")
+    ax.set_ylabel("validation si_rmse (lower is better)")
+    seeds = int(table.n.max()) if len(table) else 0
+    ax.set_title(f"{experiment.path.name}: data efficiency"
+                 + (f" (line: mean of up to {seeds} seeds, band: their range)" if seeds > 1 else ""), fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    return save_figure(fig, experiment / "figures" / "data_efficiency.png")
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which points no other point beats: none has ``x`` and ``y`` both at most its own, one
+    strictly lower (lower is better on both axes)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    le = (x[None, :] <= x[:, None]) & (y[None, :] <= y[:, None])  # [i, j]: j at least as good as i
+    lt = (x[None, :] < x[:, None]) | (y[None, :] < y[:, None])
+    return ~(le & lt).any(axis=1)
+
+
+PARETO_AXES = (("cost_usd", "cost of the trial (US$)"), ("infer_ms", "inference time per image (ms, its device)"))
+
+
+def pareto_figure(experiment: Experiment) -> Path | None:
+    """si_rmse against each of ``PARETO_AXES`` the leaderboard has values for, one panel each: the
+    finished trials as dots (labelled by architecture), their Pareto front as a step line.
+    ``None`` when the rows carry neither."""
+    df = experiment.saved_leaderboard()
+    ok = df[df.si_rmse.notna()]
+    axes = [(col, label) for col, label in PARETO_AXES if col in ok and pd.to_numeric(ok[col], errors="coerce").notna().any()]
+    if not axes:
+        return None
+    fig = Figure(figsize=(5.2 * len(axes), 4.2), layout="constrained")
+    for ax, (col, label) in zip(np.atleast_1d(fig.subplots(1, len(axes))), axes, strict=True):
+        rows = ok.assign(_x=pd.to_numeric(ok[col], errors="coerce")).dropna(subset=["_x"])
+        front = rows[pareto_front(rows._x.to_numpy(), rows.si_rmse.to_numpy())].sort_values("_x")
+        ax.scatter(rows._x, rows.si_rmse, s=14, color="0.55", label="trials")
+        ax.step(front._x, front.si_rmse, where="post", color="tab:red", marker="o", label="Pareto front")
+        for _, r in front.iterrows():
+            ax.annotate(str(r.arch), (r._x, r.si_rmse), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation si_rmse (lower is better)")
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{experiment.path.name}: quality against cost and speed", fontsize=9)
+    return save_figure(fig, experiment / "figures" / "pareto.png")
+
+
 def make_figures(experiment: Experiment, *, n: int = 4, max_models: int = 6,
                  device: str | None = None, overwrite: bool = False) -> list[Path]:
-    """All three figures; a figure that cannot be drawn is reported and skipped.
+    """The three figures, and the optional ones an experiment has data for (``OPTIONAL_FIGURES``);
+    a figure that cannot be drawn is reported and skipped.
 
     The figures are checked first by the output rule (``grid.inference.outputs``): an existing
     file depth-grid did not write is replaced only with ``overwrite``.
@@ -179,18 +318,23 @@ def make_figures(experiment: Experiment, *, n: int = 4, max_models: int = 6,
     with_data = experiment.record.get("data") or {}
     if with_data.get("root"):
         reads.add_folder(with_data["root"], "the dataset folder")
-    check_outputs((experiment / "figures" / name for name in FIGURES), reads, overwrite=overwrite,
+    check_outputs((experiment / "figures" / name for name in FIGURES + OPTIONAL_FIGURES), reads, overwrite=overwrite,
                   option="a figure", advice="move it out of the figures folder")
     out = []
     jobs = [("comparison", lambda: comparison_figure(experiment, n=n, max_models=max_models,
                                                      device=device)),
             ("leaderboard", lambda: leaderboard_figure(experiment)),
-            ("clusters", lambda: cluster_figure(experiment))]
+            ("clusters", lambda: cluster_figure(experiment)),
+            ("leakage audit", lambda: audit_figure(experiment)),  # None: nothing to show
+            ("data efficiency", lambda: data_efficiency_figure(experiment)),
+            ("Pareto", lambda: pareto_figure(experiment))]
     for name, job in jobs:
         try:
-            out.append(job())
+            path = job()
         except (DataError, CheckpointError, LeaderboardError) as e:
             log.warning("%s figure skipped: %s", name, e)
         else:
-            remember(out[-1:])
+            if path is not None:
+                out.append(path)
+                remember(out[-1:])
     return out

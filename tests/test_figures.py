@@ -103,3 +103,79 @@ def test_a_foreign_figure_is_kept_unless_overwrite_and_a_rerun_replaces_its_own(
     assert main([*args, "--overwrite"]) == 0
     assert main(args) == 0  # its own figures now: replaced without --overwrite
     _assert_not_blank(exp / "figures" / "leaderboard.png")
+
+
+def test_data_efficiency_figure_groups_by_architecture_and_fraction(tmp_path, monkeypatch):
+    """Two architectures x three fractions x two seeds (one seed errored): one line per
+    architecture through the mean si_rmse over the seeds, at the mean training images; a band
+    where two seeds finished; no figure without several fractions."""
+    from grid.experiment.record import Experiment
+    from grid.figures import data_efficiency_figure
+
+    drawn = {}
+
+    def keep(fig, path, **kw):  # the Figure objects too, to read their axes
+        drawn[Path(path).name] = fig
+        return save_figure(fig, path, **kw)
+
+    monkeypatch.setattr(grid.figures, "save_figure", keep)
+    trials = []
+    for arch, base in (("unet", 0.40), ("mobilenet_unet", 0.30)):
+        for fraction, images in ((0.1, 10), (0.5, 50), (1.0, 100)):
+            for seed in (0, 1):
+                trials.append({"trial_id": f"{arch}{fraction}{seed}", "arch": arch, "train_fraction": fraction,
+                               "train_images": images + seed, "seed": seed, "status": "finished",
+                               "si_rmse": base - 0.1 * fraction + 0.01 * seed})
+    trials[-1].update(status="error", si_rmse="")  # mobilenet_unet, 1.0, seed 1
+    exp = Experiment.load(make_experiment(tmp_path / "a", trials))
+    assert data_efficiency_figure(exp).name == "data_efficiency.png"
+    (ax,) = drawn["data_efficiency.png"].axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert sorted(lines) == ["mobilenet_unet", "unet"]
+    np.testing.assert_allclose(lines["unet"].get_xdata(), [10.5, 50.5, 100.5])
+    np.testing.assert_allclose(lines["unet"].get_ydata(), [0.395, 0.355, 0.305])
+    np.testing.assert_allclose(lines["mobilenet_unet"].get_xdata(), [10.5, 50.5, 100])
+    np.testing.assert_allclose(lines["mobilenet_unet"].get_ydata(), [0.295, 0.255, 0.2])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10\n10%", "50\n50%", "100\n100%"]
+    assert ax.get_xscale() == "log" and ax.get_ylabel().startswith("validation si_rmse")
+    assert len(ax.collections) == 4  # per architecture: the seeds' band and their dots
+
+    one = Experiment.load(make_experiment(tmp_path / "b", [dict(t, train_fraction=1.0) for t in trials]))
+    assert data_efficiency_figure(one) is None
+
+
+def test_pareto_front_is_what_no_other_point_beats():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 6, 40).astype(float), rng.integers(0, 6, 40).astype(float)  # ties on purpose
+    brute = [not any(x[j] <= x[i] and y[j] <= y[i] and (x[j] < x[i] or y[j] < y[i]) for j in range(40))
+             for i in range(40)]
+    np.testing.assert_array_equal(grid.figures.pareto_front(x, y), brute)
+    assert grid.figures.pareto_front(np.array([1.0, 1.0]), np.array([2.0, 2.0])).all()  # equal points: both
+
+
+def test_pareto_figure_draws_the_front_against_cost_and_time(tmp_path, monkeypatch):
+    from grid.experiment.record import Experiment
+    from grid.figures import pareto_figure
+
+    drawn = {}
+
+    def keep(fig, path, **kw):
+        drawn[Path(path).name] = fig
+        return save_figure(fig, path, **kw)
+
+    monkeypatch.setattr(grid.figures, "save_figure", keep)
+    rows = [("a", "unet", 0.30, 1.0, 5.0), ("b", "unet", 0.25, 2.0, 9.0), ("c", "mobilenet_unet", 0.28, 3.0, 4.0),
+            ("d", "segformer_b4", 0.20, 4.0, 20.0), ("e", "unet", 0.35, 5.0, 30.0)]
+    trials = [{"trial_id": t, "arch": a, "si_rmse": s, "cost_usd": c, "infer_ms": ms, "status": "finished"}
+              for t, a, s, c, ms in rows]
+    exp = Experiment.load(make_experiment(tmp_path / "p", trials))
+    assert pareto_figure(exp).name == "pareto.png"
+    cost, speed = drawn["pareto.png"].axes
+    assert cost.get_xlabel().startswith("cost") and speed.get_xlabel().startswith("inference time")
+    fronts = {ax: next(line for line in ax.get_lines() if line.get_label() == "Pareto front") for ax in (cost, speed)}
+    np.testing.assert_allclose(fronts[cost].get_xdata(), [1.0, 2.0, 4.0])  # a, b, d; c and e are beaten
+    np.testing.assert_allclose(fronts[cost].get_ydata(), [0.30, 0.25, 0.20])
+    np.testing.assert_allclose(fronts[speed].get_xdata(), [4.0, 9.0, 20.0])  # c, b, d
+    assert len(cost.collections[0].get_offsets()) == 5  # every trial a dot
+    assert pareto_figure(Experiment.load(make_experiment(tmp_path / "q", [
+        {k: v for k, v in t.items() if k not in ("cost_usd", "infer_ms")} for t in trials]))) is None

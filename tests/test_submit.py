@@ -133,3 +133,36 @@ def test_the_csv_never_replaces_an_experiment_record(tmp_path, capsys):
                  "--npy-dir", str(tmp_path / "n"), "--overwrite"]) == 2
     assert "leaderboard.csv: exists in an experiment folder" in capsys.readouterr().err
     assert (exp / "leaderboard.csv").read_text() == "trial_id\n"
+
+
+@pytest.mark.usefixtures("mobilenet_weights")
+def test_a_test_list_sharing_images_with_training_is_audited(tmp_path, capsys):
+    """Two test images are copies of training images, two come from other scenes: the warning
+    counts the two and names a real pair; --no-audit skips it."""
+    import shutil
+
+    from test_predict import make_experiment
+
+    from grid.synth import generate
+
+    ckpt = make_checkpoint(tmp_path / "ck" / "checkpoint.pt", image_size=(32, 48))
+    exp = make_experiment(tmp_path / "e", [{"trial_id": "a", "arch": "unet", "si_rmse": 0.2, "status": "finished",
+                                            "checkpoint": str(ckpt)}], n=6, size=(48, 64))
+    data = tmp_path / "e" / "data"
+    rooms = generate(tmp_path / "rooms", scenes=6, views=1, size=(48, 64), seed=1)
+    for i, rgb in enumerate(sorted(rooms.glob("*_rgb.png"))):  # real-looking scenes, not noise
+        shutil.copy(rgb, data / f"sample_{i:06d}_rgb.png")
+    other = generate(tmp_path / "other", scenes=2, views=1, size=(48, 64), seed=99)
+    test = tmp_path / "kaggle" / "test"
+    test.mkdir(parents=True)
+    sources = [data / "sample_000000_rgb.png", data / "sample_000002_rgb.png", *sorted(other.glob("*_rgb.png"))]
+    for i, src in enumerate(sources):
+        shutil.copy(src, test / f"t{i}_rgb.png")
+    (tmp_path / "kaggle" / "test_list.txt").write_text("".join(f"t{i}_rgb.png\n" for i in range(4)))
+    argv = ["--experiment", str(exp), "--data", str(tmp_path / "kaggle"), "--workers", "0", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "s1" / "sub.csv")]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("warning:")]
+    assert line.startswith("warning: 2 of 4 test image(s) in ") and "among exp1's training images" in line
+    assert "t0_rgb.png ~ sample_000000_rgb.png, 1.0000" in line or "t1_rgb.png ~ sample_000002_rgb.png, 1.0000" in line
+    assert main([*argv, "--out", str(tmp_path / "s2" / "sub.csv"), "--no-audit"]) == 0
+    assert "warning:" not in capsys.readouterr().out

@@ -28,6 +28,7 @@ def submit(
     crop: o.Crop = None,
     format: o.Format = None,
     overwrite: o.Overwrite = False,
+    audit: Annotated[bool, typer.Option("--audit/--no-audit", help="with --experiment: count the test images that have a near-duplicate among its training images (the split's MobileNet embeddings and threshold) and warn")] = True,
     plugins: o.Plugins = None,
 ) -> None:
     """A competition submission CSV (id,Depths; the competition's encoding) and the .npy maps.
@@ -56,8 +57,13 @@ def submit(
 
         path = submit_ensemble(exp, ensemble, data, out, **options)
         print(f"submission from the top-{ensemble} ensemble of {experiment} written to {path}")
-        return
-    from grid.inference.submit import submit as write
+    else:
+        from grid.inference.submit import submit as write
 
-    path = write(ckpt, data, out, experiment=exp, **options)
-    print(f"submission from {ckpt} written to {path}")
+        path = write(ckpt, data, out, experiment=exp, **options)
+        print(f"submission from {ckpt} written to {path}")
+    if exp is not None and audit:
+        from grid.inference.submit import audit_test_list
+
+        for line in audit_test_list(exp, data, list_file, device=device):
+            print(line)

@@ -120,6 +120,26 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
     return write_submission(depths, found.items, ids, out, npy_dir=npy_dir, source=checkpoint)
 
 
+def audit_test_list(experiment: Experiment, data: str | Path, list_file: str = "test_list.txt", *,
+                    device: str | None = None) -> list[str]:
+    """The leakage audit of a test list against the experiment's training images
+    (``grid.split.audit``, at its split's threshold; embeddings cached beside the experiment's
+    split cache): a warning line when some test image has a near-duplicate there, else none."""
+    from grid.split.audit import AuditSet, audit
+
+    found, _ = submission_inputs(data, list_file, experiment=DataSettings.of(experiment))
+    threshold = float(experiment.split.params.get("threshold", 0.9))
+    cache = experiment.path.parent / "splits"
+    result = audit(experiment.training_items(), experiment.spec, [AuditSet("test", found.spec, found.items)],
+                   threshold=threshold, cache_dir=cache if cache.is_dir() else None, device=device)["test"]
+    if not result["near_duplicates"]:
+        return []
+    test_item, train_item, cos = result["pairs"][0]
+    return [f"warning: {result['near_duplicates']} of {len(found.items)} test image(s) in {found.spec.list_path} have a "
+            f"near-duplicate among {experiment.name}'s training images (cosine >= {threshold:g}; closest: "
+            f"{test_item} ~ {train_item}, {cos:.4f})"]
+
+
 def submission_outputs(items: list[Item], out: str | Path, *, npy_dir: str | Path | None = None,
                        reads: Reads | None = None, overwrite: bool = False) -> list[Path]:
     """The CSV and the ``.npy`` maps a submission writes, checked by the output rule before any
