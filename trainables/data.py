@@ -9,10 +9,12 @@ depth where ``metres = value / depth_scale`` and 0 is invalid (NYU, TUM, ScanNet
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -21,12 +23,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EIGEN_CROP = (45, 471, 41, 601)  # rows 45:471, cols 41:601 of a 480x640 NYU frame -> 426x560
 DEFAULT_LISTS = {"cil": "train_list.txt", "pairs": "pairs.txt"}
+DEFAULT_LISTS["kitti"] = "kitti_files.txt"  # optional: without it KITTI's own layout is walked (trainables.kitti)
 DEFAULT_SIZE = (426, 560)
 VALID_MIN = 1e-6
 
 
 class DataError(ValueError):
     """Bad input data. The message names the file and the problem."""
+
+
+class PackSource(Protocol):
+    """Where a packed dataset's bytes come from (``trainables.packed.Pack``): the readers below
+    ask it, so this module needs no import of the pack's code."""
+
+    def index(self, spec: DatasetSpec) -> list[Item]: ...
+
+    def read(self, item: Item, which: str) -> bytes: ...
 
 
 def parse_crop(crop: str | tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
@@ -63,6 +75,7 @@ class DatasetSpec:
     depth_scale: float = 1.0
     crop: tuple[int, int, int, int] | None = None
     data_dir: Path | None = field(default=None)
+    pack: PackSource | None = None  # a packed dataset (trainables.packed): its items' bytes come from here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
@@ -71,6 +84,10 @@ class DatasetSpec:
         scale = float(self.depth_scale)
         if not math.isfinite(scale) or scale <= 0:
             raise DataError(f"depth_scale must be a positive number, got {self.depth_scale!r}")
+        if self.format == "kitti" and scale == 1.0:  # the default: KITTI's PNGs are metres * 256
+            from trainables.kitti import DEPTH_SCALE
+
+            scale = DEPTH_SCALE
         object.__setattr__(self, "depth_scale", scale)
         object.__setattr__(self, "crop", parse_crop(self.crop))
         if self.data_dir is not None:
@@ -91,6 +108,10 @@ class DatasetSpec:
             raise DataError(f"{root}: dataset folder does not exist")
         if format is None and kw.get("list_file"):
             format = sniff_format(root / kw["list_file"])
+        if format is None and not any((root / name).is_file() for name in DEFAULT_LISTS.values()):
+            from trainables.kitti import looks_like_kitti
+
+            format = "kitti" if looks_like_kitti(root) else None
         if format is None:
             found = [f for f, name in DEFAULT_LISTS.items() if (root / name).is_file()]
             if len(found) != 1:
@@ -123,6 +144,9 @@ class Item:
     rgb: Path
     depth: Path
     depth_rel: str
+    # packed (trainables.packed.INDEX_COLUMNS): shard, RGB offset, bytes, CRC-32, the same of the
+    # depth, the RGB's SHA-1
+    member: tuple | None = None
 
     @property
     def pred_name(self) -> str:
@@ -176,7 +200,11 @@ def index_dataset(spec: DatasetSpec, *, require_depth: bool = True, check_files:
     ``check_files=False`` skips the existence check, so that ``depth-grid check`` can report
     missing files per item instead of failing on the first ones.
     """
+    if spec.pack is not None:  # a packed dataset: its manifest is the list
+        return spec.pack.index(spec)
     path = spec.list_path
+    if spec.format == "kitti" and not path.is_file():
+        return _index_kitti(spec)
     if not path.is_file():
         raise DataError(f"{path}: list file not found")
     try:
@@ -215,6 +243,21 @@ def index_dataset(spec: DatasetSpec, *, require_depth: bool = True, check_files:
     return items
 
 
+def _index_kitti(spec: DatasetSpec) -> list[Item]:
+    """KITTI's items from its own folder structure (``trainables.kitti``), sorted by depth path."""
+    from trainables.kitti import kitti_pairs
+
+    base = spec.data_dir or spec.root
+    pairs, missing = kitti_pairs(base)
+    if missing:
+        more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+        raise DataError("missing files:\n  " + "\n  ".join(missing[:10]) + more)
+    if not pairs:
+        raise DataError(f"{base}: no KITTI ground truth (<drive>/proj_depth/groundtruth/image_02/*.png) "
+                        f"and no list file {spec.list_path.name}")
+    return [Item(name=rgb, rgb=base / rgb, depth=base / depth, depth_rel=depth) for rgb, depth in pairs]
+
+
 def _apply_crop(arr: np.ndarray, crop: tuple[int, int, int, int] | None, path: Path) -> np.ndarray:
     if crop is None:
         return arr
@@ -227,7 +270,19 @@ def _apply_crop(arr: np.ndarray, crop: tuple[int, int, int, int] | None, path: P
 PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # corrupt/truncated
 
 
-def _decode_rgb(path: Path) -> np.ndarray:
+def _packed(item: Item, spec: DatasetSpec, which: str) -> bytes | None:
+    """A packed item's ``rgb`` / ``depth`` bytes from its shard; None for a file on disk."""
+    return None if item.member is None or spec.pack is None else spec.pack.read(item, which)
+
+
+def _byte_tensor(data: bytes):
+    """``data`` as the uint8 tensor torchvision's decoders take (a packed JPEG)."""
+    import torch
+
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _decode_rgb(path: Path, data: bytes | None = None) -> np.ndarray:
     """uint8 (H, W, 3), a view of (3, H, W) planes. JPEGs go through torchvision's libjpeg-turbo
     decoder (about twice PIL's speed here); everything else, and any JPEG it refuses, through
     PIL. Not torchvision for PNG: its libpng error path crashed the process on a corrupt file."""
@@ -235,11 +290,12 @@ def _decode_rgb(path: Path) -> np.ndarray:
         import torchvision.io as tvio  # here, not at the top: a DataError must not cost torch's import
 
         try:
-            return tvio.decode_jpeg(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB).permute(1, 2, 0).numpy()
+            raw = tvio.read_file(str(path)) if data is None else _byte_tensor(data)
+            return tvio.decode_jpeg(raw, mode=tvio.ImageReadMode.RGB).permute(1, 2, 0).numpy()
         except RuntimeError:
             pass  # PIL below either reads it (CMYK, unusual variants) or says what is wrong
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             img.load()
             # channel planes (C, H, W) viewed as (H, W, C): normalize then reads contiguous planes
             planes = np.stack([np.asarray(band) for band in (img if img.mode == "RGB" else img.convert("RGB")).split()])
@@ -250,11 +306,26 @@ def _decode_rgb(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable or corrupt image ({e})") from e
 
 
-def _decode_depth(path: Path) -> np.ndarray:
+def _npy_view(data: bytes | bytearray) -> np.ndarray:
+    """A packed ``.npy``'s array over its bytes, not copied (read-only: ``_to_metres`` writes the
+    metres into a new array); errors as ``np.load``'s."""
+    fp = io.BytesIO(memoryview(data)[: 1 << 17])  # the header only (at most 64 KiB in practice)
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    shape, fortran, dtype = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(
+        version, fmt.read_array_header_2_0)(fp)
+    if dtype.hasobject:
+        raise ValueError("the .npy holds Python objects")
+    count = math.prod(shape)
+    arr = np.frombuffer(data, dtype, count=count, offset=fp.tell())  # ValueError when truncated
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def _decode_depth(path: Path, data: bytes | None = None) -> np.ndarray:
     """Raw depth values (H, W) as stored: a numeric ``.npy`` or a single-channel PNG."""
     if path.suffix.lower() == ".npy":
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(path, allow_pickle=False) if data is None else _npy_view(data)
         except FileNotFoundError as e:
             raise DataError(f"{path}: depth file not found") from e
         except (OSError, ValueError, EOFError) as e:
@@ -268,7 +339,7 @@ def _decode_depth(path: Path) -> np.ndarray:
             raise DataError(f"{path}: depth must be a non-empty 2-D real numeric array, got {arr.dtype} {arr.shape}")
         return arr
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             img.load()
             if img.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
                 raise DataError(f"{path}: depth PNG must be single-channel 8/16-bit, got mode {img.mode}")
@@ -286,7 +357,7 @@ def _to_metres(raw: np.ndarray, path: Path, depth_scale: float, flip: bool = Fal
     0.0 (invalid). Returns ``raw`` itself when it already is float32 metres (fresh from np.load).
     """
     scale = 1.0 if path.suffix.lower() == ".npy" else depth_scale  # .npy is always metres
-    if raw.dtype == np.float32 and scale == 1.0 and not flip:
+    if raw.dtype == np.float32 and scale == 1.0 and not flip and raw.flags.writeable:  # not a packed view
         depth = raw
     else:  # one pass converts, scales and mirrors: no extra buffer (each one costs page faults)
         depth = np.empty(raw.shape, np.float32)
@@ -299,18 +370,19 @@ def _to_metres(raw: np.ndarray, path: Path, depth_scale: float, flip: bool = Fal
 
 def load_rgb(item: Item, spec: DatasetSpec) -> np.ndarray:
     """The item's image as uint8 (H, W, 3), cropped (possibly a strided view)."""
-    return _apply_crop(_decode_rgb(item.rgb), spec.crop, item.rgb)
+    return _apply_crop(_decode_rgb(item.rgb, _packed(item, spec, "rgb")), spec.crop, item.rgb)
 
 
 def load_depth(item: Item, spec: DatasetSpec) -> np.ndarray:
     """The item's depth as float32 (H, W) metres, cropped; invalid pixels set to 0.0."""
-    return _to_metres(_apply_crop(_decode_depth(item.depth), spec.crop, item.depth), item.depth, spec.depth_scale)
+    raw = _decode_depth(item.depth, _packed(item, spec, "depth"))
+    return _to_metres(_apply_crop(raw, spec.crop, item.depth), item.depth, spec.depth_scale)
 
 
 def load_pair(item: Item, spec: DatasetSpec, *, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """RGB and depth, checked to have the same size before the crop; ``flip`` mirrors both
     left-right (the image as a view, the depth in the pass that converts it)."""
-    rgb, raw = _decode_rgb(item.rgb), _decode_depth(item.depth)
+    rgb, raw = _decode_rgb(item.rgb, _packed(item, spec, "rgb")), _decode_depth(item.depth, _packed(item, spec, "depth"))
     if rgb.shape[:2] != raw.shape:
         raise DataError(
             f"{item.depth}: depth is {raw.shape[0]}x{raw.shape[1]} but {item.rgb.name} is "

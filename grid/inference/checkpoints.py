@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grid.experiment.record import Experiment
+from grid.experiment.remote import RemoteError, fetch_file, is_uri
 from trainables.data import DEFAULT_SIZE
 
 if TYPE_CHECKING:  # torch and the zoo load on first use: a wrong file is refused before either
@@ -36,7 +37,14 @@ def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint file ``path`` names (a ``checkpoint.pt``, or the Tune checkpoint folder
     holding one), checked to be what ``torch.save`` writes by its first bytes and, for a zip
     archive, its table of contents: a text file, a truncated file or a zip of other things is
-    refused in a moment, before torch is imported. ``torch.load`` still checks the rest."""
+    refused in a moment, before torch is imported. ``torch.load`` still checks the rest. A URI
+    (``gs://``, ``s3://``: a trial's checkpoint in a bucket) is fetched once into the node's cache."""
+    if is_uri(path):
+        uri = str(path).rstrip("/")
+        try:
+            path = fetch_file(uri if uri.endswith(".pt") else f"{uri}/{CHECKPOINT}")
+        except RemoteError as e:
+            raise CheckpointError(str(e)) from None
     path = Path(path).expanduser().resolve()
     if path.is_dir():
         if not (path / CHECKPOINT).is_file():

@@ -72,6 +72,8 @@ class Reads:
 
     def add_checkpoints(self, paths: Iterable[str | os.PathLike[str]]) -> Reads:
         for p in paths:
+            if "://" in str(p):  # in a bucket: nothing here to overwrite (its fetched copy is a cache)
+                continue
             self.add_files([p], "a checkpoint").add_folder(Path(p).parent, "the checkpoint's folder")
         return self
 

@@ -32,17 +32,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from grid.split.embed import INPUT_SIZE, Embeddings, embed_items, file_sha1, resolve_device
-from grid.split.graph import sequence_pairs, strict_pairs
-from grid.split.report import leakage_report
+from grid.split import INPUT_SIZE
 from trainables.data import DataError, DatasetSpec, Item, index_dataset
-from trainables.io import write_json
+
+if TYPE_CHECKING:
+    import torch
+
+    from grid.split.embed import Embeddings
+from trainables.io import atomic_write, write_json
 
 SPLIT_VERSION = 1  # bump when the same inputs would give a different split: part of the cache key
 VAL_TOLERANCE = 0.05  # the validation share may exceed val_fraction by at most this much
@@ -80,11 +81,15 @@ class Split:
 # ---- clusters ---------------------------------------------------------------------------------
 
 def _paper_links(vectors, names, threshold, seq_threshold, seq_window, device):
+    from grid.split.graph import strict_pairs
+
     i, j = strict_pairs(vectors, threshold, device=device)
     return i, j, {}
 
 
 def _sequence_links(vectors, names, threshold, seq_threshold, seq_window, device):
+    from grid.split.graph import sequence_pairs, strict_pairs
+
     i, j = strict_pairs(vectors, threshold, device=device)
     si, sj, info = sequence_pairs(vectors, names, seq_threshold, seq_window)
     return np.concatenate([i, si]), np.concatenate([j, sj]), info
@@ -101,6 +106,9 @@ def link_graph(
     norms = np.linalg.norm(vectors, axis=1)
     if not np.allclose(norms, 1.0, atol=1e-3):
         raise ValueError("embedding rows must be L2-normalised (cosine = dot product)")
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     links = METHODS[_check_method(method)].links
     i, j, info = links(vectors, names, threshold, sequence_threshold, sequence_window, device)
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(names),) * 2)
@@ -190,10 +198,49 @@ def cache_path(cache_dir: Path, fingerprint: str, params: dict) -> Path:
 
 
 def _hash_items(items: list[Item]) -> list[str]:
-    try:
-        return [file_sha1(it.rgb) for it in items]
+    from grid.split.embed import file_sha1
+
+    try:  # a packed item's SHA-1 is in its pack's manifest (Item.member)
+        return [it.member[-1] if it.member is not None else file_sha1(it.rgb) for it in items]
     except OSError as e:
         raise DataError(f"{e.filename}: cannot read image ({e.strerror})") from e
+
+
+def _stat_key(items: list[Item]) -> str:
+    """A key of the item names, RGB sizes and mtimes, in list order: what ``make`` trusts."""
+    h = hashlib.sha1()
+    for it in items:
+        st = it.rgb.stat()
+        h.update(f"{it.name}\0{it.rgb}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def items_fingerprint(items: list[Item], cache_dir: Path | None, *, hash_missing: bool = True
+                      ) -> tuple[str | None, list[str] | None]:
+    """``(dataset_fingerprint, RGB hashes if they were read)``, reading no image when it can.
+
+    The fingerprint stays content-based (names and RGB SHA-1s: a copied dataset, its pack and
+    splits cached before keep their ids), but is found without hashing: a pack's manifest holds
+    every SHA-1; a folder's is remembered under ``<cache_dir>/fingerprints/`` by a key of names,
+    sizes and mtimes (``_stat_key``, a stat per file). Only a folder not seen before (or touched
+    since) is hashed, unless ``hash_missing`` is False: then ``(None, None)``.
+    """
+    if all(it.member is not None for it in items):
+        return dataset_fingerprint([it.name for it in items], _hash_items(items)), None
+    try:
+        memo = None if cache_dir is None else Path(cache_dir) / "fingerprints" / _stat_key(items)
+    except OSError as e:
+        raise DataError(f"{e.filename}: cannot read image ({e.strerror})") from e
+    if memo is not None and memo.is_file():
+        return memo.read_text().strip(), None
+    if not hash_missing:
+        return None, None
+    hashes = _hash_items(items)
+    fingerprint = dataset_fingerprint([it.name for it in items], hashes)
+    if memo is not None:
+        with atomic_write(memo) as fh:
+            fh.write(fingerprint + "\n")
+    return fingerprint, hashes
 
 
 def _check_args(threshold: float, sequence_threshold: float, sequence_window: int,
@@ -231,7 +278,9 @@ def cached_split(spec: DatasetSpec, items: list[Item], *, cache_dir: Path, metho
                  ) -> Split | None:
     """The split ``compute_split`` would return from its cache, or None: reads, computes nothing
     (``depth-grid run --dry-run``)."""
-    fingerprint = dataset_fingerprint([it.name for it in items], _hash_items(items))
+    fingerprint, _ = items_fingerprint(items, cache_dir, hash_missing=False)  # a folder never split: None
+    if fingerprint is None:
+        return None
     params = _params(spec, method, threshold, sequence_threshold, sequence_window, val_fraction, seed,
                      input_size)
     return _read_cached(cache_path(cache_dir, fingerprint, params), fingerprint, params)
@@ -294,18 +343,20 @@ def compute_split(
     _check_args(threshold, sequence_threshold, sequence_window, val_fraction)
     items = _splittable(spec, items)
     names = [it.name for it in items]
-    hashes = _hash_items(items)
-    fingerprint = dataset_fingerprint(names, hashes)
+    fingerprint, hashes = items_fingerprint(items, cache_dir)
     params = _params(spec, method, threshold, sequence_threshold, sequence_window, val_fraction, seed,
                      input_size)
     path = cache_path(cache_dir, fingerprint, params) if cache_dir is not None else None
     cached = _read_cached(path, fingerprint, params)
     if cached is not None:
         return cached
+    from grid.split.embed import embed_items, resolve_device  # torch: only when a split is computed
+    from grid.split.report import leakage_report
+
     dev = resolve_device(device)
     t0 = time.perf_counter()
     emb = embed_items(items, spec, cache_dir=cache_dir, batch_size=batch_size, device=dev,
-                      input_size=input_size, hashes=hashes)
+                      input_size=input_size, hashes=hashes or _hash_items(items))
     t1 = time.perf_counter()
     labels, links = link_graph(
         emb.vectors, names, method="sequence" if method == "random" else method, threshold=threshold,

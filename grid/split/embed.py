@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from grid.split import INPUT_SIZE  # the embedder's input size (the package holds it: no torch)
 from trainables.data import DatasetSpec, Item, load_rgb
 from trainables.dataset import normalize, resize_image
 from trainables.io import atomic_write
 
 MODEL_ID = "torchvision/mobilenet_v2/IMAGENET1K_V1/avgpool"
-INPUT_SIZE = (224, 224)
 EMBED_DIM = 1280
 SHARD_SIZE = 4096  # images per cache shard (20 MB)
 
