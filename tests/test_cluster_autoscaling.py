@@ -158,6 +158,9 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
     (said,) = re.findall(r"^GPUs per trial: .*$", run.stdout, flags=re.M)
     assert said.startswith("GPUs per trial: 1 (cluster has 0 GPUs now;") and "gpu_t4_spot" in said, said
     assert run.stdout.index("GPUs per trial") < run.stdout.index("Split ("), out
+    # The split's embeddings were computed by a task on a GPU worker, not on the CPU head.
+    (split_node,) = re.findall(r"^Split: embeddings computed on GPU node (\w+)$", run.stdout, flags=re.M)
+    assert split_node in gpu_nodes, (split_node, gpu_nodes)
 
     reports = [json.loads(line) for f in storage.rglob("result.json")
                for line in f.read_text().splitlines() if line.strip()]

@@ -20,6 +20,7 @@ from grid.experiment.gpus import (
     choose_accelerator,
     cluster_gpus,
     decide,
+    default_cpus,
     groups_from_autoscaling_config,
     node_types_from_autoscaling_config,
     node_types_from_groups,
@@ -103,11 +104,24 @@ def test_an_accelerator_type_is_asked_for_by_name_or_refused() -> None:
         choose_accelerator("A100", {"T4", "P100"}, PRICES)
 
 
+def test_cpus_per_trial_default_to_the_gpu_nodes_cpus_per_gpu() -> None:
+    groups = groups_from_autoscaling_config(yaml.safe_load((ROOT / "cluster.yaml").read_text()))
+    assert default_cpus(1.0, [res for _, res, _ in groups]) == (4.0, "4: the GPU nodes' 4 CPUs per GPU")
+    four_t4 = {"CPU": 48, "GPU": 4, "accelerator_type:T4": 1}  # g4dn.12xlarge
+    assert default_cpus(1.0, [four_t4])[0] == 12 and default_cpus(2.0, [four_t4])[0] == 24
+    assert default_cpus(1.0, [four_t4, {"CPU": 4, "GPU": 1}])[0] == 4  # the tightest node type
+    assert default_cpus(0.5, [{"CPU": 1, "GPU": 1}])[0] == 1  # whole, at least 1
+    assert default_cpus(1.0, [{"GPU": 1}]) == (1.0, "1: no GPU node declares its CPUs")
+    assert default_cpus(0.0, [four_t4]) == (1.0, "1 on CPU")
+
+
 def test_a_local_ray_without_accelerator_types(ray_session) -> None:
     """The test session's logical GPU declares no type: trials ask for none, and a type asked for
     is refused naming it."""
     plan = cluster_gpus(1.0, None, PRICES)
     assert plan.gpus_per_trial == 1 and plan.accelerator is None
+    assert plan.cpus_per_trial == 2 and plan.cpus_reason == "2: the GPU nodes' 2 CPUs per GPU"  # 2 CPUs, 1 GPU
+    assert cluster_gpus(1.0, None, PRICES, cpus=1.0).cpus_per_trial == 1
     with pytest.raises(ExperimentError, match="--accelerator T4: no node has or can add accelerator_type:T4 "
                                               r"\(no node or node type declares"):
         cluster_gpus(1.0, "T4", PRICES)

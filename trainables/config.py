@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from trainables.protocols import ALIGN_SPACES, ALIGNMENTS, PROTOCOLS
+
 PRETRAINED_POLICIES = ("yes", "no", "if_available")
 SCHEDULES = ("none", "cosine", "onecycle")
 AUGMENTS = ("none", "flip", "standard")
 LOSSES = ("si_log", "si_log_sqrt")
+PREEMPTION_NOTICES = ("none", "gce", "ec2")  # the clouds whose metadata notice a trial can poll
 
 
 class ConfigError(ValueError):
@@ -41,6 +44,11 @@ class TrialConfig:
     which validation, the checkpoints and predictions then use; ``tta``: validation (and, by
     default, ``depth-grid predict`` / ``submit``) average the log-depth of the image and of its
     mirror image. ``tag`` is a free label (the ``recipe`` space names its variants with it).
+
+    ``checkpoint_minutes`` (or, for tests, ``checkpoint_steps``): a resumable checkpoint that often
+    inside an epoch, never scored (``trainables.trainable.MidEpochCheckpoints``); 0: at epoch ends only.
+    ``train_fraction`` in (0, 1]: train on that share of the split's training side, whole split
+    clusters kept or dropped, nested across fractions at one ``seed`` (``trainables.subset``).
     """
 
     arch: str
@@ -61,6 +69,9 @@ class TrialConfig:
     max_steps_per_epoch: int = 0  # 0: the whole training set every epoch
     max_val_images: int = 0  # 0: the whole validation set
     log_images: int = 3
+    checkpoint_minutes: float = 0.0  # a resumable mid-epoch checkpoint this often (0: epoch ends only)
+    checkpoint_steps: int = 0  # or every this many training steps of an epoch (tests; 0: off)
+    preemption_notice: str = "none"  # also poll the cloud's notice: none, gce, ec2 (trainables.preemption)
     seed: int = 0
     augment: str = "flip"
     encoder_lr_mult: float = 1.0
@@ -68,7 +79,11 @@ class TrialConfig:
     ema: float = 0.0  # 0: off; else the decay, e.g. 0.999
     tta: bool = False
     tag: str = ""
+    protocol: str = "none"  # validation's evaluation protocol (trainables.protocols.PROTOCOLS)
+    align: str = "none"  # validation's alignment of relative depth: none, median, lstsq
+    align_space: str = "native"  # lstsq's space: the model's native_space (else depth), depth, inverse, log
     fault: str = ""
+    train_fraction: float = 1.0  # of the training side, whole split clusters (trainables.subset)
 
     def __post_init__(self) -> None:
         checks = [  # (ok, key, rule)
@@ -90,6 +105,11 @@ class TrialConfig:
              "must be a positive number (1: the same lr as the rest)"),
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs", "must be in [0, epochs]"),
             (0 <= self.ema < 1, "ema", "must be in [0, 1) (0: off, e.g. 0.999)"),
+            (self.checkpoint_minutes >= 0, "checkpoint_minutes", "must be >= 0 (0: at epoch ends only)"),
+            (self.checkpoint_steps >= 0, "checkpoint_steps", "must be >= 0 (0: off)"),
+            (self.preemption_notice in PREEMPTION_NOTICES, "preemption_notice", f"must be one of {PREEMPTION_NOTICES}"),
+            *_scoring_checks(self),
+            (0 < self.train_fraction <= 1, "train_fraction", "must be in (0, 1] (1: the whole training side)"),
         ]
         for ok, key, rule in checks:
             if not ok:
@@ -116,6 +136,13 @@ class TrialConfig:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size)
         return d
+
+
+def _scoring_checks(cfg: TrialConfig) -> list[tuple[bool, str, str]]:
+    """The checks of ``protocol``, ``align`` and ``align_space`` (named in trainables.protocols)."""
+    return [(cfg.protocol in PROTOCOLS, "protocol", f"must be one of {tuple(PROTOCOLS)}"),
+            (cfg.align in ALIGNMENTS, "align", f"must be one of {ALIGNMENTS}"),
+            (cfg.align_space in ("native", *ALIGN_SPACES), "align_space", f"must be one of {('native', *ALIGN_SPACES)}")]
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

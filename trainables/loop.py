@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -20,10 +23,13 @@ from trainables.data import DatasetSpec, Item
 from trainables.dataset import DepthDataset, collate, denormalize
 from trainables.losses import si_log_loss
 from trainables.metrics import MetricAccumulator
+from trainables.protocols import Scoring
 from trainables.recipe import forward_log_tta, steps_per_epoch, updates_per_epoch
+from trainables.sampler import EpochSampler, SeededSamples
+from trainables.subset import train_subset
 
 if TYPE_CHECKING:  # trainables.state builds on this module
-    from trainables.state import TrialState
+    from trainables.state import EpochProgress, TrialState
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class DataBundle:
     train: tuple[Item, ...]
     val: tuple[Item, ...]
     split_id: str = ""
+    train_clusters: tuple[int, ...] = ()  # the split cluster of each train item: train_fraction keeps whole ones
 
 
 class InjectedFault(RuntimeError):
@@ -46,12 +53,16 @@ def _loader_options(cfg: TrialConfig) -> dict:
 
 
 def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLoader]:
-    train_ds = DepthDataset(list(data.train), data.spec, size=cfg.image_size, train=True, augment=cfg.augment)
+    train_items = train_subset(data.train, data.train_clusters, cfg.train_fraction, cfg.seed)
+    train_ds = DepthDataset(train_items, data.spec, size=cfg.image_size, train=True, augment=cfg.augment)
     gen = torch.Generator().manual_seed(cfg.seed)
-    # Not persistent workers: each epoch's workers are seeded from ``gen``, so a trial resumed
-    # from a checkpoint (which holds gen's state) draws the same flips as one never stopped.
-    train = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_ds) > cfg.batch_size,
-                       generator=gen, **_loader_options(cfg))
+    # Epoch E's order is a function of (seed, E) and each sample draws its flips and jitter from
+    # a seed of its own (trainables.sampler), so a trial resumed at any step of any epoch reads
+    # what one never stopped reads, whatever the number of workers. ``gen`` only seeds the
+    # workers' processes (its state is still saved with the checkpoint's random state).
+    train = DataLoader(SeededSamples(train_ds), sampler=EpochSampler(len(train_ds), cfg.seed),
+                       batch_size=cfg.batch_size, drop_last=len(train_ds) > cfg.batch_size, generator=gen,
+                       **_loader_options(cfg))
     return train, eval_loader(cfg, list(data.val)[: cfg.max_val_images or None], data.spec)
 
 
@@ -75,9 +86,12 @@ def _to_device(x: torch.Tensor, cfg: TrialConfig, device: torch.device) -> torch
 
 
 def check_fault(cfg: TrialConfig, epoch: int, step: int, resumed_epoch: int = -1) -> None:
-    """Test-only faults, ``[ARCH:]KIND@ARG``: ``raise@E.S`` raises at epoch E step S;
-    ``kill@E.S`` SIGKILLs this trial process there unless it was restored from a checkpoint
-    (``resumed_epoch >= 0``), so the retried trial goes on (use E >= 1: a checkpoint must exist); ``sleep@SECONDS`` sleeps every step. Without ``ARCH:`` every trial."""
+    """Test-only faults, ``[ARCH:]KIND@ARG``: ``raise@E.S`` raises at epoch E step S (in every
+    attempt); ``kill@E.S`` SIGKILLs this trial process there and ``term@E.S`` sends it SIGTERM
+    (a preemption notice, ``trainables.preemption``), both only in a trial that was not restored
+    from a checkpoint (``resumed_epoch < 0``), so the retried trial goes on (a checkpoint must
+    exist before E.S: E >= 1, or ``checkpoint_steps`` <= S); ``sleep@SECONDS`` sleeps every
+    step. Without ``ARCH:`` every trial."""
     if not cfg.fault:
         return
     target, _, spec = cfg.fault.rpartition(":")
@@ -92,21 +106,68 @@ def check_fault(cfg: TrialConfig, epoch: int, step: int, resumed_epoch: int = -1
         return
     if kind == "raise":
         raise InjectedFault(f"injected fault at epoch {epoch} step {step} (config fault={cfg.fault!r})")
-    if kind == "kill" and resumed_epoch < 0:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if kind in ("kill", "term") and resumed_epoch < 0:
+        os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGTERM)
 
 
-def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, device: torch.device) -> float:
+# The loss is read back to the host (a sync that stalls the GPU's queue) once per this many steps,
+# and before every checkpoint, instead of after every step.
+SYNC_STEPS = 16
+
+
+class Checkpointer(Protocol):
+    """What ``train_one_epoch`` asks after each step: is a mid-epoch checkpoint due, and save it."""
+
+    def due(self, done: int, n_steps: int) -> bool: ...
+
+    def save(self) -> None: ...
+
+
+def epoch_batches(loader: Iterable, epoch: int, start: int) -> Iterable:
+    """Epoch ``epoch``'s batches from step ``start`` on: a loader with an ``EpochSampler`` starts
+    its order there (no skipped batch is read); another iterable (a list of batches) skips them."""
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, EpochSampler):
+        sampler.set_epoch(epoch, min(start * loader.batch_size, sampler.n))
+        return loader
+    return itertools.islice(loader, start, None)
+
+
+def _add_losses(progress: EpochProgress, pending: list[tuple[int, torch.Tensor]], epoch: int) -> None:
+    """Read the ``(step, loss)`` pairs back in one sync and add them to the epoch's sum, in step
+    order (the same float sum whether the epoch was resumed or not); a non-finite one raises."""
+    if not pending:
+        return
+    values = torch.stack([loss for _, loss in pending]).tolist()
+    for (step, _), value in zip(pending, values, strict=True):
+        if not math.isfinite(value):
+            raise FloatingPointError(f"non-finite training loss at epoch {epoch} step {step}")
+        progress.loss_total += value
+        progress.loss_count += 1
+    pending.clear()
+
+
+def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, device: torch.device,
+                    checkpointer: Checkpointer | None = None) -> float:
     """Train epoch ``state.epoch`` (0-based): one pass over ``loader`` (or ``max_steps_per_epoch``
     steps) with gradient accumulation; the mean loss. The schedule steps and the EMA updates
-    after every optimiser step; the caller advances ``state.epoch`` once the epoch is done."""
+    after every optimiser step; the caller advances ``state.epoch`` once the epoch is done.
+
+    ``state.progress`` says where the epoch starts: a state resumed from a mid-epoch checkpoint
+    goes on from its step, with the loss sum and the accumulated gradients it saved. After each
+    step ``checkpointer`` (the trainable's) may save one; the losses are read first, so a
+    checkpoint never follows a non-finite loss."""
     model, optimizer, scaler, epoch = state.model, state.optimizer, state.scaler, state.epoch
+    progress = state.progress
     model.train()
-    total, count = 0.0, 0
-    optimizer.zero_grad(set_to_none=True)
     n_steps = steps_per_epoch(len(loader), cfg)
-    update = epoch * updates_per_epoch(len(loader), cfg)  # optimiser steps before this epoch
-    for step, batch in enumerate(loader):
+    start = progress.step
+    if start % cfg.accum_steps == 0:  # mid-group, the gradients so far came with the checkpoint
+        optimizer.zero_grad(set_to_none=True)
+    update = epoch * updates_per_epoch(len(loader), cfg) + start // cfg.accum_steps  # optimiser steps so far
+    pending: list[tuple[int, torch.Tensor]] = []  # losses not yet read back
+    batches = epoch_batches(loader, epoch, start) if start < n_steps else ()
+    for step, batch in enumerate(batches, start=start):
         if step >= n_steps:
             break
         check_fault(cfg, epoch, step, state.resumed_epoch)
@@ -115,8 +176,7 @@ def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, dev
         with _autocast(cfg, device):
             log_pred = model.forward_log(image)  # (B, 1, h, w)
         loss = si_log_loss(log_pred.float(), target, cfg.lam, sqrt=cfg.loss == "si_log_sqrt")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch} step {step}")
+        pending.append((step, loss.detach()))
         # Each update applies the gradient of its group's mean loss; the epoch's last group may
         # hold fewer than accum_steps steps, so divide by its real size.
         group_start = step - step % cfg.accum_steps
@@ -131,19 +191,36 @@ def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, dev
             update += 1
             if state.ema is not None:
                 state.ema.update(model, step=update)
-        total += float(loss.detach())
-        count += 1
-    return total / max(count, 1)
+        progress.step = step + 1
+        if len(pending) >= SYNC_STEPS:
+            _add_losses(progress, pending, epoch)
+        if checkpointer is not None and checkpointer.due(step + 1, n_steps):
+            _add_losses(progress, pending, epoch)
+            checkpointer.save()
+    _add_losses(progress, pending, epoch)
+    return progress.finish()
+
+
+def trial_scoring(cfg: TrialConfig, model: torch.nn.Module, spec: DatasetSpec | None,
+                  protocol: str | None = None) -> Scoring:
+    """How the trial scores: ``protocol`` (default ``cfg.protocol``) on data read with
+    ``spec``'s crop, ``cfg.align`` in ``cfg.align_space`` (``native``: the model's
+    ``native_space`` attribute when its architecture declares one, else depth)."""
+    space = cfg.align_space if cfg.align_space != "native" else getattr(model, "native_space", "depth")
+    return Scoring(protocol or cfg.protocol, cfg.align, space, data_crop=spec.crop if spec is not None else None)
 
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig, device: torch.device,
-             n_examples: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
+             n_examples: int = 0, *, scoring: Scoring | None = None) -> tuple[dict[str, float], list[np.ndarray]]:
     """Metrics at each target's native resolution (prediction upsampled bilinearly), plus up to
     ``n_examples`` depth panels of the first validation images; ``cfg.tta`` averages each
-    prediction with the mirrored prediction of the mirrored image."""
+    prediction with the mirrored prediction of the mirrored image. ``scoring``: the protocol
+    and alignment (default ``trial_scoring``: the trial's ``protocol`` and ``align``)."""
     model.eval()
-    acc = MetricAccumulator()
+    if scoring is None:
+        scoring = trial_scoring(cfg, model, getattr(loader.dataset, "spec", None))
+    acc = MetricAccumulator(scoring)
     panels: list[np.ndarray] = []
     for batch in loader:
         image = _to_device(batch["image"], cfg, device)

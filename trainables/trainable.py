@@ -26,8 +26,18 @@ from trainables.io import atomic_write, write_json
 from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch
 from trainables.models import MODELS, PretrainedWeightsError, build_model
 from trainables.plugins import load_plugins
+from trainables.preemption import (
+    MID_EPOCH_FILE,
+    InstallsSigtermHandler,
+    Notice,
+    TrialPreempted,
+    listening,
+)
 from trainables.provenance import device_name, versions
+from trainables.retries import check_retries
+from trainables.scores import BestScores, write_scores
 from trainables.state import RAW_MODEL_KEY, TrialState
+from trainables.timing import inference_ms
 from trainables.vml import resolve_vml
 
 log = logging.getLogger(__name__)
@@ -185,14 +195,77 @@ def log_epoch(writer: SummaryWriter, state: TrialState, result: dict[str, Any], 
     writer.flush()
 
 
-def report(state: TrialState, trial: TrialInfo, result: dict[str, Any]) -> None:
+def report(state: TrialState, trial: TrialInfo, result: dict[str, Any],
+           scores: dict[str, float] | None = None) -> None:
     """Report ``result`` to Tune with the epoch's checkpoint: ``checkpoint.pt`` (the state and
     the trial's record) and ``metrics.json`` (read by the leaderboard)."""
     metrics = {k: v for k, v in result.items() if k != "weights"}
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp), state.state_dict(trial.record(metrics)))
         write_json(Path(tmp) / "metrics.json", metrics)
+        write_scores(Path(tmp), scores)  # per-image si_rmse (trainables.scores), for the intervals
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+
+def mid_epoch_result(state: TrialState, trial: TrialInfo, preempted: bool) -> dict[str, Any]:
+    """A mid-epoch checkpoint's result row, for resuming and never scored: ``mid_epoch`` marks
+    it, and it has no ``epoch`` (the leaderboard and ASHA count epochs). ``si_rmse`` is NaN: Tune
+    keeps the checkpoints with the best si_rmse (``CheckpointConfig``), so NaN ranks this one
+    last and Tune drops it once a newer one exists, never in place of a scored epoch; Tune's
+    searchers read the metric from every result."""
+    return {"mid_epoch": True, "preempted": preempted, "epoch_in_progress": state.epoch,
+            "epoch_step": state.progress.step, "si_rmse": float("nan"), "train_seconds": state.train_seconds,
+            "hostname": platform.node(), "node_id": _node_id(), "device_name": trial.provenance["device"]}
+
+
+class MidEpochCheckpoints:
+    """``train_one_epoch``'s checkpointer: a resumable checkpoint every ``checkpoint_steps``
+    steps or ``checkpoint_minutes`` minutes of an epoch, and one at the next step after a
+    preemption notice (SIGTERM, ``trainables.preemption``), after which the trial stops with
+    ``TrialPreempted`` and Tune retries it from there. It also keeps the trial's training clock
+    (``start``/``stop``), so a checkpoint's ``train_seconds`` counts the epoch so far."""
+
+    def __init__(self, state: TrialState, trial: TrialInfo, notice: Notice) -> None:
+        self.state, self.trial, self.notice = state, trial, notice
+        self.mark = time.perf_counter()
+        self.last_saved = time.monotonic()
+
+    def start(self) -> None:
+        self.mark = time.perf_counter()
+
+    def stop(self) -> None:
+        """Add the time since ``start`` (or the last checkpoint) to the state's ``train_seconds``."""
+        now = time.perf_counter()
+        self.state.train_seconds += now - self.mark
+        self.mark = now
+
+    def due(self, done: int, n_steps: int) -> bool:
+        """After step ``done`` of ``n_steps``: on notice always (the epoch's last step too, before
+        validation); else not at the epoch's end (its own checkpoint follows), and on schedule."""
+        cfg = self.trial.cfg
+        if self.notice.requested:
+            return True
+        if done >= n_steps:
+            return False
+        if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0:
+            return True
+        return bool(cfg.checkpoint_minutes) and time.monotonic() - self.last_saved >= 60 * cfg.checkpoint_minutes
+
+    def save(self) -> None:
+        self.stop()
+        preempted = self.notice.requested
+        result = mid_epoch_result(self.state, self.trial, preempted)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp), self.state.state_dict(self.trial.record(result)))
+            write_json(Path(tmp) / MID_EPOCH_FILE, result)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.last_saved = time.monotonic()
+        self.start()  # the report's time is not training time
+        if preempted:
+            self.notice.handled = True
+            raise TrialPreempted(f"preemption notice at epoch {self.state.epoch} step {self.state.progress.step}: "
+                                 "checkpointed there, Tune retries the trial from that checkpoint")
 
 
 def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[str, Any] | None = None,
@@ -213,9 +286,13 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
         # raising into Tune's --max-failures retries. The leaderboard shows it as an error.
         tune.report({"si_rmse": float("nan"), "config_error": str(e)})
         return
+    check_retries()  # the driver gave up on this trial (--max-failures used up): end it here
     resolve_vml()  # exact CPU exp/log/sqrt from the first parallel call on (trainables.vml)
     torch.manual_seed(cfg.seed)
     device = pick_device()
+    # Every batch has the trial's image_size: cuDNN times its kernels for that shape once and keeps
+    # the fastest (a GPU run is not bit-reproducible anyway; the exact resume is the CPU's).
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     train_loader, val_loader = make_loaders(cfg, data)
     state, weights = trial_state(cfg, train_loader, device)  # new, or resumed from its checkpoint
     params = sum(p.numel() for p in state.model.parameters())
@@ -224,20 +301,31 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
     writer = SummaryWriter(log_dir=str(_trial_dir()), purge_step=state.epoch + 1)
     write_hparams(writer, cfg)
     try:
-        while state.epoch < cfg.epochs:
-            t0 = time.perf_counter()
-            train_loss = train_one_epoch(state, train_loader, cfg, device)
-            metrics, panels = evaluate(state.eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
-            state.train_seconds += time.perf_counter() - t0
-            state.epoch += 1
-            result = epoch_result(state, trial, train_loss, metrics)
-            if state.epoch == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
-                result.update(score_eval_sets(eval_sets, state.eval_model, metrics, cfg, device, state.epoch))
-            log_epoch(writer, state, result, metrics, panels)
-            report(state, trial, result)
+        with listening(cfg.preemption_notice) as notice:  # SIGTERM (or the cloud's notice): checkpoint, stop
+            best_scores = BestScores(val_loader, cfg, device)
+            checkpoints = MidEpochCheckpoints(state, trial, notice)
+            infer_ms = None  # measured once, after the first epoch: the leaderboard's speed column
+            while state.epoch < cfg.epochs:
+                checkpoints.start()
+                train_loss = train_one_epoch(state, train_loader, cfg, device, checkpoints)
+                metrics, panels = evaluate(state.eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
+                checkpoints.stop()
+                state.epoch += 1
+                result = epoch_result(state, trial, train_loss, metrics)
+                infer_ms = infer_ms or inference_ms(state.eval_model, cfg.image_size, device)
+                result["infer_ms"] = round(infer_ms, 3)
+                if state.epoch == cfg.epochs:  # the trial ends: its best weights on each --eval-data set
+                    result.update(score_eval_sets(eval_sets, state.eval_model, metrics, cfg, device, state.epoch))
+                log_epoch(writer, state, result, metrics, panels)
+                report(state, trial, result, best_scores(state.eval_model, metrics))
     finally:
         writer.close()
         release_memory()
+
+
+# Tune builds the trainable class from these mixins (tune.with_parameters keeps them): its actor
+# installs the SIGTERM handler on its main thread, which this function's thread cannot.
+train_depth.__mixins__ = (InstallsSigtermHandler,)
 
 
 def release_memory() -> None:

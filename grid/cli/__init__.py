@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "run": "run or resume a grid of trials (the main job)",
     "split": "compute the leakage-free train/validation split of a dataset",
     "check": "read every item of a dataset and report what is wrong",
+    "pack": "pack a dataset into tar shards + manifest, in a folder or a bucket",
     "synth": "render synthetic indoor scenes (the built-in default data)",
     "models": "list the model zoo's architectures and weight sources",
     "weights": "fetch or locate the offline ImageNet MobileNetV2 weights",

@@ -27,8 +27,10 @@ def _input_size(text: str) -> ImageSize:
 
 
 Checkpoint = Annotated[Path | None, typer.Option(help="a trial's checkpoint.pt (or its checkpoint folder)")]
-ExperimentDir = Annotated[Path | None, typer.Option(
-    "--experiment", help="experiment folder (results/NAME): its best trial, its data settings")]
+ExperimentDir = Annotated[str | None, typer.Option(
+    "--experiment", metavar="DIR|URI",
+    help="experiment folder (results/NAME), or its record in a bucket (gs://BUCKET/PATH/NAME): its best trial, "
+         "its data settings")]
 Ensemble = Annotated[int | None, typer.Option(
     min=1, metavar="K", help="with --experiment: average the log-depth of its best K finished trials, each at its "
                       "own input size")]
@@ -58,7 +60,7 @@ def load_plugins(plugins: list[str] | None) -> None:
         load(plugins)
 
 
-def source(checkpoint: Path | None, experiment: Path | None, ensemble: int | None = None):
+def source(checkpoint: Path | None, experiment: str | None, ensemble: int | None = None):
     """``(checkpoint path or None, Experiment or None)`` from ``--checkpoint`` / ``--experiment``
     (exactly one; ``--ensemble`` needs ``--experiment``), read before any model loads."""
     if (checkpoint is None) == (experiment is None):

@@ -14,6 +14,7 @@ from grid.cli import (
     figures,
     leaderboard,
     models,
+    pack,
     predict,
     run,
     split,
@@ -54,6 +55,7 @@ weights_app.command("path", cls=Command)(weights.path)
 app.command("run", cls=Command, short_help=COMMANDS["run"], epilog=run.epilog)(run.run)
 _register("split", split.split)
 _register("check", check.check)
+_register("pack", pack.pack)
 _register("synth", synth.synth)
 _register("models", models.models)
 app.add_typer(weights_app, name="weights", short_help=COMMANDS["weights"])

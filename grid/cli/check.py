@@ -14,14 +14,16 @@ SCALE_HELP = "PNG depth: metres = value / S (NYU 8-bit: 25.5, NYU/ScanNet 16-bit
 
 
 def check(
-    data: Annotated[Path, typer.Option(help="dataset folder")],
+    data: Annotated[str, typer.Option(metavar="DIR|URI", help="dataset folder, or a pack (depth-grid pack): its folder or its s3:// / gs:// URI")],
     format: Annotated[Literal["cil", "pairs"] | None, typer.Option(
         help="default: from the list file present (train_list.txt -> cil, pairs.txt -> pairs)")] = None,
     list_file: Annotated[str | None, typer.Option("--list", help="list file, relative to --data or absolute")] = None,
-    depth_scale: Annotated[float, typer.Option(help=SCALE_HELP)] = 1.0,
+    depth_scale: Annotated[float | None, typer.Option(help=f"{SCALE_HELP} (default 1; a pack's own)")] = None,
     crop: Annotated[CropBox | None, typer.Option(parser=crop_box, metavar="CROP", help=CROP_HELP)] = None,
     test: Annotated[bool, typer.Option("--test", help="a test list: depth may be absent, read images only")] = False,
     workers: Annotated[int | None, typer.Option(help="reading threads (default: one per core, <= 8)")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="node-local cache of a pack's shards (packs/ inside)")] = Path(
+        "results/splits"),
 ) -> None:
     """Read every item of a dataset and report what is wrong.
 
@@ -34,11 +36,14 @@ def check(
       depth-grid check --data DIR
       depth-grid check --data nyu/ --depth-scale 25.5 --crop eigen
       depth-grid check --data test/ --list test_list.txt --test
+      depth-grid check --data s3://BUCKET/nyu-packed          # a pack: every shard fetched and checked
     """
     from grid.doctor import check_dataset
-    from trainables.data import DatasetSpec
+    from trainables.packed import dataset_spec
 
-    spec = DatasetSpec.detect(data, format, list_file=list_file, depth_scale=depth_scale, crop=crop)
+    spec = dataset_spec(data, cache_dir, format=format, list_file=list_file, depth_scale=depth_scale, crop=crop)
+    if spec.pack is not None:
+        spec.pack.fetch()  # every shard fetched and checked: a corrupt one is the pack's error, not its items'
     report = check_dataset(spec, test=test, workers=workers)
     print(report.summary())
     if report.bad:

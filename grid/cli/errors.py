@@ -72,6 +72,7 @@ ERRORS: dict[str, tuple[int, Callable]] = {
     "trainables.models.registry:PretrainedWeightsError": (BAD_INPUT, _message),
     "grid.experiment.plan:ExperimentError": (BAD_INPUT, _message),
     "grid.experiment.leaderboard:LeaderboardError": (BAD_INPUT, _message),
+    "grid.experiment.remote:RemoteError": (BAD_INPUT, _message),
     "grid.inference.checkpoints:CheckpointError": (BAD_INPUT, _message),
     "grid.inference.export:ExportError": (BAD_INPUT, _message),
     # other libraries' errors about the user's files

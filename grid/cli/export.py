@@ -11,7 +11,7 @@ from grid.cli import _options as o
 
 
 def export(
-    experiment: Annotated[Path, typer.Option(help="results/<experiment> folder")],
+    experiment: Annotated[str, typer.Option(metavar="DIR|URI", help="results/<experiment> folder, or its record in a bucket (gs://BUCKET/PATH/NAME)")],
     out: Annotated[Path, typer.Option(help="folder to write (new, empty or an earlier export)")],
     trial: Annotated[str | None, typer.Option(help="a trial_id from the leaderboard (default: the best trial)")] = None,
     push_to_hub: Annotated[str | None, typer.Option(

@@ -23,6 +23,7 @@ examples:
   {prog} --space cpu_transfer --data ../shared/data/nyu_labeled_train --format pairs --depth-scale 25.5 --crop eigen
   {prog} --space all_models --dry-run         # the trials, data and split it would use; starts nothing
   {prog} --space lambda_lr --arch segformer_b5 --set max_steps_per_epoch=50
+  {prog} --space smoke --seeds 3 --log-to mlflow --tracking-uri http://127.0.0.1:5000   # 3 seeds per point, tracked
   {prog} --space all_models --address auto --storage gs://BUCKET/depth-grid --data ~/data/nyu \\
       --format pairs --depth-scale 25.5 --crop eigen     # on the cluster's head node
 """
@@ -46,15 +47,18 @@ def run(
     plugins: Annotated[list[str] | None, _opt("--plugins", metavar="MODULE|FILE", help="import this module or .py file on the driver and in every trial, e.g. to @register_model your own architectures (repeatable)")] = None,
     dry_run: Annotated[bool, _opt("--dry-run", help="print the trials, data and split the run would use; start nothing")] = False,
     arch: Annotated[list[str] | None, _opt("--arch", metavar="NAME", help="architecture(s) for spaces that take them (repeatable)")] = None,
-    data: Annotated[Path | None, _opt(metavar="DIR", help="dataset folder (default: built-in synthetic scenes, CPU profile)")] = None,
-    format: Annotated[Literal["cil", "pairs"] | None, _opt(help="dataset layout (default: detected)")] = None,
+    data: Annotated[str | None, _opt(metavar="DIR|URI", help="dataset folder, or a pack (depth-grid pack): its folder or s3://, gs:// URI (default: built-in synthetic scenes, CPU profile)")] = None,
+    format: Annotated[Literal["cil", "pairs", "kitti"] | None, _opt(help="dataset layout (default: detected)")] = None,
     list_file: Annotated[str | None, _opt("--list", metavar="FILE", help="list file inside --data (default per format)")] = None,
     depth_scale: Annotated[float | None, _opt(help="PNG depth: metres = value / scale")] = None,
     crop: Annotated[Literal["eigen", "none"] | None, _opt(help="crop applied to RGB and depth")] = None,
-    eval_data: Annotated[list[str] | None, _opt("--eval-data", metavar="NAME=DIR[:KEY=VALUE,...]", help="also score every trial's best weights on this set as it ends (repeatable; keys format, list, depth_scale, crop), e.g. tum=/data/tum:format=pairs,depth_scale=5000")] = None,
+    protocol: Annotated[str | None, _opt(metavar="none|nyu|kitti_eigen|kitti_garg", help="validation's evaluation protocol: crop and depth cap as the papers score (docs/metrics.md; default: none)")] = None,
+    align: Annotated[str | None, _opt(metavar="none|median|lstsq", help="validation's per-image alignment for relative-depth models (lstsq: in the model's native space, --set align_space=... to choose; default: none)")] = None,
+    eval_data: Annotated[list[str] | None, _opt("--eval-data", metavar="NAME=DIR[:KEY=VALUE,...]", help="also score every trial's best weights on this set as it ends (repeatable; keys format, list, depth_scale, crop, protocol), e.g. tum=/data/tum:format=pairs,depth_scale=5000")] = None,
     prices: Annotated[Path | None, _opt(metavar="FILE", help="price table (JSON or TOML: accelerator -> $ per GPU-hour) replacing grid/experiment/prices.py's")] = None,
     epoch_seconds: Annotated[float | None, _opt(help="--dry-run's cost estimate: seconds per epoch (default: measured by an earlier run)")] = None,
     results: Annotated[Path, _opt(metavar="DIR", help="results root (default: results)")] = Path("results"),
+    cache_dir: Annotated[Path | None, _opt(metavar="DIR", help="with a packed --data: the node-local cache of its shards (packs/), beside its split and embeddings (default: <results>/splits); $DEPTH_GRID_CACHE_DIR on a node overrides it there")] = None,
     storage: Annotated[str | None, _opt(metavar="PATH|URI", help="Tune storage: absolute path, s3:// or gs:// (default <results>/ray)")] = None,
     name: Annotated[str | None, _opt(help="experiment name (default: the space's name)")] = None,
     epochs: Annotated[int | None, _opt(help="override the space's epochs")] = None,
@@ -62,16 +66,19 @@ def run(
     set_: Annotated[list[str] | None, _opt("--set", metavar="KEY=VALUE", help="override a trial setting for every trial, e.g. --set max_steps_per_epoch=50")] = None,
     gpus_per_trial: Annotated[float | None, _opt(help="GPUs per trial (default: 1 if the cluster has GPUs or its autoscaler can add them, else 0)")] = None,
     accelerator: Annotated[str | None, _opt(metavar="TYPE", help="GPU type trials ask for: T4, P100... (Ray's accelerator_type resource), or any (default: the cheapest type the cluster has or can add)")] = None,
-    cpus_per_trial: Annotated[float, _opt(help="CPUs per trial (default: 1)")] = 1.0,
+    cpus_per_trial: Annotated[float | None, _opt(help="CPUs per trial (default: 1 on CPU; with GPUs, the GPU nodes' CPUs per GPU, e.g. 4 on cluster.yaml's T4 nodes)")] = None,
     max_concurrent: Annotated[int | None, _opt(help="at most this many trials at once")] = None,
-    max_failures: Annotated[int, _opt(help="retries of a failed trial from its checkpoint (default: 2)")] = 2,
+    max_failures: Annotated[int, _opt(help="retries of a trial whose code failed, from its checkpoint (default: 2); preemptions (SIGTERM, a lost node) are retried apart, up to 20")] = 2,
     retry_errored: Annotated[bool, _opt("--retry-errored", help="on resume, re-run errored trials from scratch")] = False,
     address: Annotated[str | None, _opt(metavar="ADDRESS", help="a running Ray cluster (auto, HOST:6379, ray://HOST:10001); default: a new local one")] = None,
     seed: Annotated[int, _opt(help="split and search seed (default: 0)")] = 0,
+    seeds: Annotated[str | None, _opt(metavar="K|S1,S2,...", help="run every grid point at K trial seeds (--seed, --seed+1, ...) or at the listed ones; the leaderboard groups them: mean, std and a bootstrap interval against the best (default: 1, the space's seed)")] = None,
     split: Annotated[Literal["sequence", "paper", "random"], _opt(help="split rule (default sequence; paper: the paper's cosine > threshold components; random: the naive split)")] = "sequence",
     split_threshold: Annotated[float, _opt(help="cosine similarity that links two images (default 0.9, the paper's)")] = 0.9,
     val_fraction: Annotated[float, _opt(help="share of images in validation (default: 0.2)")] = 0.2,
     verbose: Annotated[int, _opt(help="Tune's output level, 0-3 (default: 1)")] = 1,
+    log_to: Annotated[list[str] | None, _opt("--log-to", metavar="tensorboard|mlflow|wandb", help="also log params, per-epoch metrics and the best checkpoint to MLflow or Weights & Biases through Tune's callbacks (repeatable or comma list; TensorBoard event files are always written)")] = None,
+    tracking_uri: Annotated[str | None, _opt(metavar="URI", help="--log-to mlflow's tracking server, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI)")] = None,
 ) -> None:
     """Run or resume a grid of trials: one Ray Tune trial per architecture / lambda / lr.
 

@@ -26,7 +26,9 @@ def dry_run(cfg: RunConfig, space_mod: ModuleType, plan: Plan) -> str:
             else "1 if the cluster has or its autoscaler can add GPUs, else 0 (decided at start)")
     search = space_mod.SEARCH
     out = [_trial_table(name, param_space, search) for name, param_space in plan]
-    out.append(f"resources per trial: {cfg.cpus_per_trial:g} CPU, GPUs: {gpus}")
+    cpus = (f"{cfg.cpus_per_trial:g}" if cfg.cpus_per_trial is not None
+            else "1 on CPU, else the GPU nodes' CPUs per GPU (decided at start)")
+    out.append(f"resources per trial: CPUs: {cpus}, GPUs: {gpus}")
     if cfg.gpus_per_trial != 0:
         out.append(f"accelerator: {cfg.accelerator or 'the cheapest type the cluster has or can add'}"
                    f"{'' if cfg.accelerator else ' (decided at start; --accelerator TYPE|any)'}")
@@ -65,14 +67,19 @@ def data_summary(cfg: RunConfig) -> str:
         return (f"data: built-in synthetic scenes ({SYNTHETIC['scenes']} scenes x {SYNTHETIC['views']} views "
                 f"at {SYNTHETIC['size'][0]}x{SYNTHETIC['size'][1]}), generated under {cfg.results}/synth on a "
                 f"real run; CPU profile {CPU_DEFAULT}")
-    from grid.experiment.prepare import resolve_data, spec_summary  # the spec a real run reads
+    from grid.experiment.prepare import (  # the spec a real run reads
+        resolve_data,
+        spec_summary,
+        split_cache,
+    )
     from grid.split.compute import cached_split
     from trainables.data import index_dataset
 
-    spec, _ = resolve_data(cfg.data, cfg.results.expanduser().resolve(), **cfg.data_settings())
+    spec, _ = resolve_data(cfg.data, cfg.results.expanduser().resolve(), cache_dir=cfg.cache_root,
+                           **cfg.data_settings())
     items = index_dataset(spec)
     text = f"data: {spec_summary(spec, len(items))}"
-    split = cached_split(spec, items, cache_dir=cfg.results.expanduser().resolve() / "splits",
+    split = cached_split(spec, items, cache_dir=split_cache(spec, cfg.results.expanduser().resolve(), cfg.cache_dir),
                          method=cfg.split, threshold=cfg.split_threshold, val_fraction=cfg.val_fraction,
                          seed=cfg.seed)
     if split is None:

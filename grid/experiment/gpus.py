@@ -45,6 +45,8 @@ class GpuPlan:
     addable: tuple[NodeType, ...] = field(default=())  # node types with GPUs the autoscaler can add
     accelerator: str | None = None  # the accelerator type trials ask for (None: any)
     accelerator_reason: str = ""
+    cpus_per_trial: float = 1.0  # --cpus-per-trial, else (with GPUs) the GPU nodes' CPUs per GPU
+    cpus_reason: str = ""
 
 
 ACCELERATOR = "accelerator_type:"  # Ray's resource naming a node's GPU type (cluster.yaml sets it)
@@ -161,6 +163,19 @@ def decide(requested: float | None, node_gpus: list[float], addable: tuple[NodeT
     return GpuPlan(float(requested), f"--gpus-per-trial {_fmt(requested)} ({where}); {have}", now, addable)
 
 
+def default_cpus(gpus_per_trial: float, gpu_nodes: list[dict[str, float]]) -> tuple[float, str]:
+    """CPUs per trial when ``--cpus-per-trial`` is not given: 1 on CPU; with GPUs, the fewest CPUs
+    per GPU among the GPU nodes (alive or addable) that declare their CPUs, times the trial's
+    GPUs, whole and at least 1 (data loading and validation run on them); 1 when none declares."""
+    ratios = [res["CPU"] / res["GPU"] for res in gpu_nodes if res.get("GPU", 0) > 0 and res.get("CPU")]
+    if gpus_per_trial == 0:
+        return 1.0, "1 on CPU"
+    if not ratios:
+        return 1.0, "1: no GPU node declares its CPUs"
+    cpus = max(1.0, float(int(min(ratios) * gpus_per_trial)))
+    return cpus, f"{cpus:g}: the GPU nodes' {min(ratios):g} CPUs per GPU"
+
+
 def check_cpus(requested: float, node_cpus: list[float], addable: list[float | None], source: str = "") -> None:
     """Refuse ``--cpus-per-trial`` that no node has or can get: Tune would leave every trial
     PENDING forever. ``addable``: the CPUs of each node type the autoscaler can add (None: the
@@ -234,6 +249,13 @@ def _read_on_head() -> tuple[str, str, Any]:
 def addable_groups(timeout_s: float = 60.0) -> tuple[list[tuple[str, dict[str, float], int]], str]:
     """Every node type this cluster's autoscaler can add, as ``(name, resources, max_nodes)``,
     and where that was read."""
+    groups, where, _ = autoscaler_view(timeout_s)
+    return groups, where
+
+
+def autoscaler_view(timeout_s: float = 60.0) -> tuple[list[tuple[str, dict[str, float], int]], str, str | None]:
+    """:func:`addable_groups`, and the autoscaler's provider type where its config names one
+    (``gcp``, ``aws``, ``fake_multinode``: Ray's provider that starts its nodes on this machine)."""
     import ray
 
     task = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001}, max_retries=0)(_read_on_head)
@@ -242,10 +264,11 @@ def addable_groups(timeout_s: float = 60.0) -> tuple[list[tuple[str, dict[str, f
         kind, where, data = ray.get(ref, timeout=timeout_s)
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as e:
         ray.cancel(ref)
-        return [], f"autoscaler config unreadable on the head node ({type(e).__name__})"
+        return [], f"autoscaler config unreadable on the head node ({type(e).__name__})", None
     if kind == "v2":
-        return list(data), where
-    return (groups_from_autoscaling_config(data) if data else []), where
+        return list(data), where, None
+    provider = ((data or {}).get("provider") or {}).get("type")
+    return (groups_from_autoscaling_config(data) if data else []), where, provider
 
 
 def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], str]:
@@ -255,10 +278,10 @@ def addable_node_types(timeout_s: float = 60.0) -> tuple[tuple[NodeType, ...], s
 
 
 def cluster_gpus(requested: float | None, accelerator: str | None = None,
-                 prices: dict[str, float] | None = None) -> GpuPlan:
+                 prices: dict[str, float] | None = None, cpus: float | None = None) -> GpuPlan:
     """:func:`decide` for the connected Ray cluster (asks the autoscaler only when it matters),
     then for trials with GPUs :func:`choose_accelerator` among the types its nodes have and its
-    autoscaler can add."""
+    autoscaler can add, and the CPUs per trial (``cpus``, else :func:`default_cpus`)."""
     from dataclasses import replace
 
     import ray
@@ -272,13 +295,21 @@ def cluster_gpus(requested: float | None, accelerator: str | None = None,
     else:
         groups, source = addable_groups()
         plan = decide(requested, node_gpus, node_types_from_groups(groups), source)
-    if plan.gpus_per_trial == 0 or (accelerator or "").lower() == "any":
-        return plan if plan.gpus_per_trial == 0 else replace(plan, accelerator_reason="--accelerator any")
+    if plan.gpus_per_trial == 0:
+        return replace(plan, cpus_per_trial=cpus or 1.0, cpus_reason="--cpus-per-trial" if cpus else "1 on CPU")
     if groups is None:
         groups, source = addable_groups()
-    known = accelerator_types([res for res in nodes if res.get("GPU", 0) > 0] + [res for _, res, most in groups if most != 0])
-    chosen, why = choose_accelerator(accelerator, known, prices or {})
-    return replace(plan, accelerator=chosen, accelerator_reason=why)
+    gpu_nodes = [res for res in nodes if res.get("GPU", 0) > 0] + [res for _, res, most in groups
+                                                                   if most != 0 and res.get("GPU", 0) > 0]
+    if (accelerator or "").lower() == "any":
+        chosen, why = None, "--accelerator any"
+    else:
+        chosen, why = choose_accelerator(accelerator, accelerator_types(gpu_nodes), prices or {})
+    if chosen:
+        gpu_nodes = [res for res in gpu_nodes if res.get(ACCELERATOR + chosen, 0) > 0]
+    cpus_per_trial, cpus_why = (cpus, "--cpus-per-trial") if cpus else default_cpus(plan.gpus_per_trial, gpu_nodes)
+    return replace(plan, accelerator=chosen, accelerator_reason=why, cpus_per_trial=cpus_per_trial,
+                   cpus_reason=cpus_why)
 
 
 def cluster_cpus(requested: float) -> None:

@@ -20,6 +20,7 @@ from grid.experiment.config import RunConfig
 from grid.experiment.hub import check_hub_weights
 from grid.experiment.plan import ExperimentError, check_archs, check_values, concrete_configs
 from grid.experiment.spaces import Plan, load_space, stable, studies
+from grid.experiment.tracking import check_tracking
 
 if TYPE_CHECKING:
     from trainables.data import DatasetSpec, Item
@@ -142,35 +143,71 @@ def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
         check_weights,
         checked_items,
         data_spec,
+        split_cache,
     )
 
     space_mod, plan = _planned(cfg)
     prices = read_prices(cfg.prices)
     check_address(cfg.address)
+    check_tracking(cfg)  # --log-to: the packages, MLflow's server
     # A new Ray on this machine: its resources are known now. (--dry-run previews a plan that may
     # be meant for a cluster: it does not hold it to this machine's.)
     if cfg.address in (None, "local") and not ray.is_initialized() and not dry_run:
         cpus, gpus = local_node()
         decide(cfg.gpus_per_trial, [gpus], ())  # refuses GPUs it lacks, as cluster_gpus would
-        check_cpus(cfg.cpus_per_trial, [cpus], [])
+        if cfg.cpus_per_trial is not None:
+            check_cpus(cfg.cpus_per_trial, [cpus], [])
     check_eval_data(cfg.eval_data)
     results = cfg.results.expanduser().resolve()
     storage = storage_root(cfg)
     for folder in local_folders(storage, results):
         check_writable(folder)  # made by the run only after Ray's checks: a refused run writes nothing
-    spec = data_spec(cfg.data, results, **cfg.data_settings())
+    spec = data_spec(cfg.data, results, cache_dir=cfg.cache_root, **cfg.data_settings())
     items = None if cfg.synthetic else checked_items(spec)
     folder, split = results / cfg.experiment_name, _split_params(cfg, spec)
+    folder = stored_record(folder, storage)
     if not cfg.eval_data:  # else below, once the eval sets are read
         check_resume(folder, signature(cfg, plan, spec, storage), split)
-    check_weights(plan, spec, items, cache_dir=results / "splits", method=cfg.split, threshold=cfg.split_threshold,
+    check_weights(plan, spec, items, cache_dir=split_cache(spec, results, cfg.cache_dir), method=cfg.split, threshold=cfg.split_threshold,
                   val_fraction=cfg.val_fraction, seed=cfg.seed)
     if cfg.address in (None, "local"):  # a cluster's workers fill their own caches
         check_hub_weights(c for _, space in plan for c in concrete_configs(space))
+    if items:
+        check_protocol_frames(plan, spec, items[0])
     eval_sets = eval_sets_of(cfg)
     if eval_sets:
         check_resume(folder, signature(cfg, plan, spec, storage, eval_sets), split)
     return Checked(space_mod, plan, prices, spec, items, storage, eval_sets)
+
+
+def check_protocol_frames(plan: Plan, spec: DatasetSpec, item: Item) -> None:
+    """A validation ``protocol`` whose crop needs frames of one size (``nyu``: 480x640) against
+    the data's first depth map: a mismatch is one line before Ray, not an error in every trial's
+    first validation. A pack is not opened for this (its first shard would be downloaded)."""
+    from trainables.data import load_depth
+    from trainables.protocols import ProtocolError, get_protocol
+
+    names = {str(c.get("protocol", "none")) for _, space in plan for c in concrete_configs(space)}
+    protocols = [p for p in map(get_protocol, sorted(names)) if p.crops]
+    if not protocols or getattr(spec, "pack", None) is not None:
+        return
+    shape = load_depth(item, spec).shape
+    for protocol in protocols:
+        try:
+            protocol.region(shape, spec.crop)
+        except ProtocolError as e:
+            raise ExperimentError(f"--protocol {protocol.name}: {e} ({item.depth})") from None
+
+
+def stored_record(folder: Path, storage: str) -> Path:
+    """The folder whose record a resume must match: ``results/<name>`` when it holds one, else on
+    a fresh head the copy of the record a bucket keeps (``<storage>/<name>/``, fetched into the
+    node's cache), so that a resume with other settings is refused there too."""
+    from grid.experiment.remote import fetch_record, is_uri, record_uri
+
+    if (folder / "experiment.json").is_file() or not is_uri(storage):
+        return folder
+    return fetch_record(record_uri(storage, folder.name), missing_ok=True) or folder
 
 
 def eval_sets_of(cfg: RunConfig) -> tuple:

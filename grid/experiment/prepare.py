@@ -32,23 +32,28 @@ def synthetic_root(results: Path) -> Path:
     return results / "synth" / cache_key(**SYNTHETIC)
 
 
-def data_spec(data: Path | None, results: Path, **spec_kw: Any) -> DatasetSpec:
+def data_spec(data: Path | str | None, results: Path, cache_dir: Path | None = None, **spec_kw: Any) -> DatasetSpec:
     """The dataset a run reads (``spec_kw``: ``DatasetSpec.detect``'s settings, ``None`` for
-    detected); for the built-in scenes, where they will be, without generating them."""
+    detected); for the built-in scenes, where they will be, without generating them. A pack
+    (``depth-grid pack``: its folder or URI) is opened through the node-local cache at
+    ``cache_dir`` (default ``<results>/splits``; ``trainables.packed``), reading no shard."""
     if data is None:
         return DatasetSpec(root=synthetic_root(results), format="cil")
-    return DatasetSpec.detect(data, **{k: v for k, v in spec_kw.items() if v is not None})
+    from trainables.packed import dataset_spec
+
+    return dataset_spec(data, cache_dir or results / "splits", **spec_kw)
 
 
 def checked_items(spec: DatasetSpec) -> list[Item]:
     """The list's items, every file present and every item sound as far as its headers tell
     (``trainables.headers.check_headers``): a ``DataError`` naming the first bad ones otherwise."""
     items = index_dataset(spec)
-    check_headers(items, spec)
+    if spec.pack is None:  # a pack's items were read whole when packed; its shards are checked by hash
+        check_headers(items, spec)
     return items
 
 
-def resolve_data(data: Path | None, results: Path, **spec_kw: Any) -> tuple[DatasetSpec, bool]:
+def resolve_data(data: Path | str | None, results: Path, **spec_kw: Any) -> tuple[DatasetSpec, bool]:
     """The dataset to train on, and whether it is the built-in synthetic default, generated under
     ``<results>/synth`` on first use."""
     from grid.synth import ensure_synthetic
@@ -63,20 +68,79 @@ def resolve_data(data: Path | None, results: Path, **spec_kw: Any) -> tuple[Data
 
 
 def prepare_bundle(spec: DatasetSpec, results: Path, *, items: list[Item] | None = None, seed: int = 0,
-                   val_fraction: float = 0.2, method: str | None = None,
-                   threshold: float = 0.9) -> tuple[DataBundle, Split]:
+                   val_fraction: float = 0.2, method: str | None = None, threshold: float = 0.9,
+                   gpu_worker: bool = False, accelerator: str | None = None,
+                   cache_dir: Path | None = None) -> tuple[DataBundle, Split]:
     """Index the data (unless ``items`` are given) and compute (or load from the cache) the
-    leakage-free split."""
-    from grid.split.compute import DEFAULT_METHOD, compute_split
+    leakage-free split; ``gpu_worker``: a split not cached is computed by a Ray task on a GPU
+    node (of type ``accelerator``; ``grid.experiment.split_task``)."""
+    from grid.split.compute import DEFAULT_METHOD, cached_split, compute_split
     from trainables.loop import DataBundle
 
     items = index_dataset(spec) if items is None else items
-    split = compute_split(spec, items, method=method or DEFAULT_METHOD, threshold=threshold,
-                          val_fraction=val_fraction, seed=seed, cache_dir=results / "splits")
+    kwargs = dict(spec=spec, items=items, method=method or DEFAULT_METHOD, threshold=threshold,
+                  val_fraction=val_fraction, seed=seed, cache_dir=split_cache(spec, results, cache_dir))
+    split = None
+    if gpu_worker:
+        from grid.experiment.split_task import split_on_gpu_worker
+
+        split = cached_split(**kwargs) or split_on_gpu_worker(kwargs, accelerator)
+    split = split or compute_split(**kwargs)
     by_name: dict[str, Item] = {it.name: it for it in items}
     bundle = DataBundle(spec=spec, train=tuple(by_name[n] for n in split.train),
-                        val=tuple(by_name[n] for n in split.val), split_id=split_id(split))
+                        val=tuple(by_name[n] for n in split.val), split_id=split_id(split),
+                        train_clusters=tuple(split.cluster_of[n] for n in split.train))
     return bundle, split
+
+
+def audit_eval_sets(bundle: DataBundle, split: Split, eval_sets: tuple, results: Path,
+                    cache_dir: Path | None = None) -> dict[str, Any] | None:
+    """The leakage audit of each ``--eval-data`` set against the split's training side, at the
+    split's threshold (``grid.split.audit``), with a warning line printed per leaky set; what
+    ``experiment.json`` records as ``leakage_audit``. ``None`` without eval sets."""
+    if not eval_sets:
+        return None
+    from grid.split.audit import AuditSet, audit, warning_lines
+
+    threshold = float(split.params["threshold"])
+    sets = [AuditSet(s.name, s.spec, s.items) for s in eval_sets]
+    found = audit(bundle.train, bundle.spec, sets, threshold=threshold,
+                  cache_dir=split_cache(bundle.spec, results, cache_dir))
+    for line in warning_lines(found, threshold):
+        print(line)
+    return {"threshold": threshold, "train_images": len(bundle.train), "sets": found,
+            "data": {s.name: spec_record(s.spec) for s in eval_sets}}
+
+
+def split_from_storage(record: str, cache_dir: Path) -> bool:
+    """Place the split a bucket's record holds (``<record>/split.json``, ``grid.experiment.remote``)
+    in the local split cache, where ``compute_split`` finds it if it fits this data and these
+    settings (its fingerprint and parameters name the cache entry): a resume on a fresh head
+    computes no split. True when one was placed."""
+    import shutil
+
+    from grid.experiment.remote import RemoteError, fetch_file
+    from grid.split.compute import Split, cache_path
+    from trainables.data import DataError
+
+    try:
+        split = Split.from_json(local := fetch_file(f"{record}/split.json"))
+    except (RemoteError, DataError):  # none there (a new experiment), or unreadable: computed as usual
+        return False
+    target = cache_path(cache_dir, split.fingerprint, split.params)
+    if target.is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(local, target)
+    return True
+
+
+def split_cache(spec: DatasetSpec, results: Path, cache_dir: Path | None = None) -> Path:
+    """Where a run caches its split and embeddings: beside a pack's shards, else ``cache_dir``
+    (``--cache-dir``), else ``<results>/splits``."""
+    if spec.pack is not None:
+        return Path(spec.pack.cache_root)
+    return Path(cache_dir) if cache_dir is not None else results / "splits"
 
 
 def split_id(split: Split) -> str:
@@ -87,13 +151,15 @@ def split_id(split: Split) -> str:
 
 
 def spec_record(spec: DatasetSpec) -> dict[str, Any]:
-    return {"root": str(spec.root), "format": spec.format, "list_file": spec.list_file,
-            "depth_scale": spec.depth_scale, "crop": list(spec.crop) if spec.crop else None}
+    return {"root": spec.pack.uri if spec.pack is not None else str(spec.root), "format": spec.format,
+            "list_file": spec.list_file, "depth_scale": spec.depth_scale, "crop": list(spec.crop) if spec.crop else None,
+            **({"pack": spec.pack.content_hash} if spec.pack is not None else {})}
 
 
 def spec_summary(spec: DatasetSpec, n_items: int) -> str:
     """One line on a dataset as read: ``636 items, pairs layout, list .../pairs.txt, crop ...``."""
-    return (f"{n_items} items, {spec.format} layout, list {spec.list_path}, crop {spec.crop or 'none'}"
+    source = f"pack {spec.pack.uri}" if spec.pack is not None else f"list {spec.list_path}"
+    return (f"{n_items} items, {spec.format} layout, {source}, crop {spec.crop or 'none'}"
             + (f", depth scale {spec.depth_scale:g}" if spec.format == "pairs" else ""))
 
 

@@ -27,6 +27,7 @@ from grid.experiment.leaderboard import (
     read_leaderboard,
     write_leaderboard,
 )
+from grid.experiment.remote import fetch_record, is_uri, record_uri, upload_record
 from trainables.data import DataError, DatasetSpec
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class ExperimentRecord(TypedDict, total=False):
     tune_dirs: list[str]  # one Tune experiment per study
     provenance: dict[str, Any]
     prices: dict[str, float]  # only when --prices was given
+    leakage_audit: dict[str, Any]  # only with --eval-data: threshold, train_images, sets, data (grid.split.audit)
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,19 @@ class Experiment(os.PathLike):
 
     path: Path
     record: ExperimentRecord
+    origin: str | None = None  # the storage URI the record was read from (a local copy is ``path``)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | Experiment) -> Experiment:
-        """Read ``path/experiment.json``; ``LeaderboardError`` naming the file when it is not there."""
+        """Read ``path/experiment.json``; ``LeaderboardError`` naming the file when it is not there.
+        ``path`` may be a storage URI (``gs://BUCKET/PATH/NAME``, where a run with that
+        ``--storage`` keeps its record): it is read through a local copy (``grid.experiment.remote``)."""
         if isinstance(path, Experiment):
             return path
+        if is_uri(path):
+            origin = str(path).rstrip("/")
+            folder = fetch_record(origin)
+            return cls(folder, read_experiment(folder), origin)
         folder = Path(path).expanduser()
         return cls(folder, read_experiment(folder))
 
@@ -103,6 +112,12 @@ class Experiment(os.PathLike):
         if not isinstance(data, dict) or "root" not in data:
             raise DataError(f"{self.path / 'experiment.json'}: no 'data' block with a 'root'")
         crop = data.get("crop")
+        if data.get("pack"):  # a pack (its folder or URI): opened through this node's cache
+            from grid.experiment.remote import cache_root
+            from trainables.packed import open_pack
+
+            return open_pack(data["root"], cache_root(), format=data.get("format"), list_file=data.get("list_file"),
+                             depth_scale=data.get("depth_scale"), crop=tuple(crop) if isinstance(crop, list) else crop)
         return DatasetSpec(root=Path(data["root"]), format=data.get("format", "cil"),
                            list_file=data.get("list_file"), depth_scale=data.get("depth_scale", 1.0),
                            crop=tuple(crop) if isinstance(crop, list) else crop)
@@ -131,6 +146,13 @@ class Experiment(os.PathLike):
             raise DataError(f"{self.path}: no validation item of the split is in {self.spec.list_path}")
         return items
 
+    def training_items(self) -> list[Item]:
+        """The split's training items, in split order, as the dataset lists them today."""
+        from trainables.data import index_dataset
+
+        by_name = {it.name: it for it in index_dataset(self.spec)}
+        return [by_name[n] for n in self.split.train if n in by_name]
+
     @property
     def image_size(self) -> tuple[int, int] | None:
         """The model input size the run trained at (``None`` in a record that does not say)."""
@@ -153,7 +175,16 @@ class Experiment(os.PathLike):
 
     def write_leaderboard(self, board: pd.DataFrame | None = None) -> Path:
         """Write ``leaderboard.csv`` and ``.md`` (rebuilt unless ``board`` is given); returns the CSV."""
-        return write_leaderboard(self.leaderboard() if board is None else board, self.path)[0]
+        csv = write_leaderboard(self.leaderboard() if board is None else board, self.path)[0]
+        self.sync()
+        return csv
+
+    def sync(self) -> str | None:
+        """Copy the record to the run's storage when that is a bucket (``<storage>/<name>/``,
+        or where it was read from); returns the URI written, None for a local storage."""
+        target = self.origin or (record_uri(self.record["storage"], self.path.name)
+                                 if is_uri(self.record.get("storage") or "") else None)
+        return upload_record(self.path, target) if target else None
 
     def top_trials(self, k: int, *, finished: bool = True) -> pd.DataFrame:
         """The saved leaderboard's best ``k`` rows with a checkpoint, best ``si_rmse`` first;
@@ -186,7 +217,15 @@ class Experiment(os.PathLike):
                 raise ValueError(f"{self}: no trial {trial!r} with a checkpoint; trials with one: {ids}")
         return {k: (None if v != v else v) for k, v in rows.iloc[0].to_dict().items()}
 
-    def best_checkpoints(self, k: int = 1) -> list[Path]:
+    def best_checkpoints(self, k: int = 1) -> list[Path | str]:
         """The best ``k`` trials' best checkpoint files: for ``k=1`` the best trial that has one,
-        whatever its status (what ``--experiment`` means); for more, finished trials (an ensemble)."""
-        return [Path(c) for c in self.top_trials(k, finished=k > 1).checkpoint]
+        whatever its status (what ``--experiment`` means); for more, finished trials (an ensemble).
+        A checkpoint in a bucket stays a URI (``checkpoints.checkpoint_file`` fetches it)."""
+        return [str(c) if is_uri(c) else Path(c) for c in self.top_trials(k, finished=k > 1).checkpoint]
+
+    def seed_groups(self) -> pd.DataFrame:
+        """The saved leaderboard's rows grouped by seed (``--seeds K``): mean and std per metric,
+        the bootstrap interval against the best group (``grid.experiment.groups.group_table``)."""
+        from grid.experiment.groups import group_table
+
+        return group_table(self.saved_leaderboard())

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from grid.experiment.config import RunConfig
-from grid.experiment.plan import ExperimentError
+from grid.experiment.plan import ExperimentError, trial_count
 from grid.experiment.preflight import (
     Checked,
     check_writable,
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 # Heavy modules (torch, ray, the model zoo, pandas) are imported where they are used, so that a
 # wrong setting is reported within seconds, before any of them loads.
 
+PASSED_ENV = ("HF_TOKEN", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+              "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
 @contextmanager
 def ray_connection(cfg: RunConfig):
     """Ray for the run: the caller's when initialised, else a new local one ("local", the
@@ -57,8 +61,10 @@ def ray_connection(cfg: RunConfig):
     # The synthetic profile uses pretrained weights only if they are already on this machine:
     # look them up offline instead of waiting on hub retries with no network.
     env = {"HF_HUB_OFFLINE": "1"} if cfg.synthetic and local else {}
-    if os.environ.get("HF_TOKEN"):  # Hub credentials reach the workers (gated or private repos)
-        env["HF_TOKEN"] = os.environ["HF_TOKEN"]
+    # Credentials and endpoints the driver was given reach the trials: the Hub's (gated or private
+    # repos), an S3-compatible server's (MinIO, Ceph: AWS_ENDPOINT_URL). Cloud nodes usually have
+    # their own (a service account, an instance role); these add to them.
+    env.update({k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)})
     runtime_env = {"env_vars": env, "py_modules": runtime_env_modules(list(cfg.plugins))}  # plugins reach workers
     try:
         ray.init(address=cfg.address or "local", include_dashboard=False if local else None,
@@ -80,23 +86,46 @@ class Prepared:
     split: Split
     synthetic: bool
     eval_sets: tuple
+    audit: dict[str, Any] | None = None  # the eval sets' leakage audit (grid.experiment.prepare.audit_eval_sets)
 
 
-def prepare(cfg: RunConfig, checked: Checked | None = None) -> Prepared:
+def prepare(cfg: RunConfig, checked: Checked | None = None, gpu_plan: GpuPlan | None = None) -> Prepared:
     """The dataset (the built-in scenes without ``--data``), its split (cached), the eval sets;
-    ``checked``: what ``preflight`` already read."""
-    from grid.experiment.prepare import prepare_bundle, resolve_data
+    ``checked``: what ``preflight`` already read; ``gpu_plan``: on a cluster whose trials take
+    GPUs, the split is computed on a GPU worker while the trials' nodes start
+    (``grid.experiment.split_task``)."""
+    from grid.experiment.prepare import (
+        audit_eval_sets,
+        prepare_bundle,
+        resolve_data,
+        split_cache,
+        split_from_storage,
+    )
+    from grid.experiment.remote import is_uri, record_uri
+    from grid.experiment.split_task import request_trial_nodes, wanted
 
     results = cfg.results.expanduser().resolve()
     if checked is not None and checked.items is not None:
         spec, synthetic, items = checked.spec, False, checked.items
     else:
-        (spec, synthetic), items = resolve_data(cfg.data, results, **cfg.data_settings()), None
+        (spec, synthetic), items = resolve_data(cfg.data, results, cache_dir=cfg.cache_root, **cfg.data_settings()), None
+    storage = checked.storage if checked is not None else ""
+    stored = is_uri(storage) and split_from_storage(record_uri(storage, cfg.experiment_name),
+                                                            split_cache(spec, results, cfg.cache_dir))
+    gpu_worker = gpu_plan is not None and wanted(cfg.address, gpu_plan.gpus_per_trial)
+    if gpu_worker and checked is not None:
+        trials = trial_count(checked.plan, checked.space_mod.SEARCH)
+        request_trial_nodes(min(trials, cfg.max_concurrent or trials), gpu_plan.gpus_per_trial,
+                            gpu_plan.cpus_per_trial, gpu_plan.accelerator)
     bundle, split = prepare_bundle(spec, results, items=items, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                                   method=cfg.split, threshold=cfg.split_threshold)
-    print(f"Split ({cfg.split}): {len(bundle.train)} train / {len(bundle.val)} val images ({bundle.split_id})")
+                                   method=cfg.split, threshold=cfg.split_threshold, gpu_worker=gpu_worker,
+                                   accelerator=gpu_plan.accelerator if gpu_plan is not None else None,
+                                   cache_dir=cfg.cache_dir)
+    print(f"Split ({cfg.split}): {len(bundle.train)} train / {len(bundle.val)} val images ({bundle.split_id})"
+          + (f", the record's in {record_uri(storage, cfg.experiment_name)}" if stored else ""))
     eval_sets = checked.eval_sets if checked is not None else eval_sets_of(cfg)
-    return Prepared(bundle, split, synthetic, eval_sets)
+    audit = audit_eval_sets(bundle, split, eval_sets, results, cfg.cache_dir)  # prints a warning per leaky set
+    return Prepared(bundle, split, synthetic, eval_sets, audit)
 
 
 def record(cfg: RunConfig, plan: Plan, data: Prepared, gpu_plan: GpuPlan, storage: str,
@@ -113,11 +142,14 @@ def record(cfg: RunConfig, plan: Plan, data: Prepared, gpu_plan: GpuPlan, storag
         "data": spec_record(spec), "split": str(folder / "split.json"), "synthetic": data.synthetic,
         "split_method": cfg.split, "split_threshold": cfg.split_threshold,
         "image_size": plan[0][1].get("image_size", [426, 560]), "gpus_per_trial": gpu_plan.gpus_per_trial,
-        "gpu_rule": gpu_plan.reason, "accelerator": gpu_plan.accelerator, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
+        "gpu_rule": gpu_plan.reason, "accelerator": gpu_plan.accelerator, "cpus_per_trial": gpu_plan.cpus_per_trial, "tune_dirs": [f"{storage}/{n}" for n, _ in plan],
         "provenance": provenance, **({"prices": prices} if cfg.prices else {}),
+        **({"leakage_audit": data.audit} if data.audit else {}),
     })
     data.split.to_json(folder / "split.json")
-    return Experiment(folder, written)
+    experiment = Experiment(folder, written)
+    experiment.sync()  # a bucket keeps the record from the start: a lost head loses nothing
+    return experiment
 
 
 def _unfinished(tune_dir: str) -> list[str]:
@@ -128,7 +160,7 @@ def _unfinished(tune_dir: str) -> list[str]:
 
 
 def fit(cfg: RunConfig, space_mod: ModuleType, plan: Plan, data: Prepared, gpus: float, storage: str,
-        provenance: dict[str, Any], accelerator: str | None = None) -> list[str]:
+        provenance: dict[str, Any], accelerator: str | None = None, cpus: float = 1.0) -> list[str]:
     """One Tuner per study, each new or restored from its storage. Returns the trials an
     interruption left unfinished, and starts no further study then.
 
@@ -145,7 +177,7 @@ def fit(cfg: RunConfig, space_mod: ModuleType, plan: Plan, data: Prepared, gpus:
     trainable = tune.with_parameters(train_depth, data=data.bundle, provenance=provenance,
                                      plugins=resolved(list(cfg.plugins)), eval_sets=data.eval_sets)
     for tune_name, param_space in plan:
-        tuner = make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, cfg, storage, gpus, accelerator)
+        tuner = make_tuner(trainable, tune_name, param_space, space_mod.SEARCH, cfg, storage, gpus, accelerator, cpus)
         handler = signal.getsignal(signal.SIGINT)
         try:
             tuner.fit()
@@ -169,6 +201,8 @@ def run(cfg: RunConfig) -> Experiment:
     from grid.experiment.cost import cost_line
     from grid.experiment.gpus import cluster_cpus, cluster_gpus
     from grid.experiment.leaderboard import build_leaderboard, format_table
+    from grid.experiment.reach import cluster_storage_reach
+    from grid.experiment.split_task import release, wanted
     from trainables.provenance import provenance
 
     # Tune's legacy output takes grid.experiment.tuner's compact trial table; its new one prints
@@ -176,18 +210,23 @@ def run(cfg: RunConfig) -> Experiment:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with ray_connection(cfg):
         # Refuses GPUs (or a GPU type) no node can have: nothing written.
-        gpu_plan = cluster_gpus(cfg.gpus_per_trial, cfg.accelerator, checked.prices)
-        cluster_cpus(cfg.cpus_per_trial)  # and CPUs
+        gpu_plan = cluster_gpus(cfg.gpus_per_trial, cfg.accelerator, checked.prices, cfg.cpus_per_trial)
+        cluster_cpus(gpu_plan.cpus_per_trial)  # and CPUs
+        if cfg.address not in (None, "local"):  # a cluster joined: a folder some node cannot write is refused
+            cluster_storage_reach(checked.storage, given=cfg.storage is not None)
         print(f"GPUs per trial: {gpu_plan.gpus_per_trial:g} ({gpu_plan.reason})")
         if gpu_plan.gpus_per_trial:
-            print(f"Accelerator: {gpu_plan.accelerator or 'any'} ({gpu_plan.accelerator_reason})")
+            print(f"Accelerator: {gpu_plan.accelerator or 'any'} ({gpu_plan.accelerator_reason}); "
+                  f"CPUs per trial: {gpu_plan.cpus_reason}")
         for folder in local_folders(checked.storage, cfg.results.expanduser().resolve()):
             check_writable(folder, create=True)  # the first thing the run writes
-        data = prepare(cfg, checked)
+        data = prepare(cfg, checked, gpu_plan)
         prov = provenance(list(cfg.command) or None)
         experiment = record(cfg, checked.plan, data, gpu_plan, checked.storage, prov, checked.prices)
         interrupted = fit(cfg, checked.space_mod, checked.plan, data, gpu_plan.gpus_per_trial, checked.storage, prov,
-                          accelerator=gpu_plan.accelerator)
+                          accelerator=gpu_plan.accelerator, cpus=gpu_plan.cpus_per_trial)
+        if wanted(cfg.address, gpu_plan.gpus_per_trial):
+            release()  # the split's request for the trials' nodes
     board = build_leaderboard(experiment.path, statuses=dict.fromkeys(interrupted, "interrupted"))
     experiment.write_leaderboard(board)
     print("\n" + format_table(board) + f"\n\nLeaderboard: {experiment / 'leaderboard.csv'}")

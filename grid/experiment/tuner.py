@@ -9,6 +9,8 @@ if TYPE_CHECKING:
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback, TBXLoggerCallback
 
+from trainables.retries import RetriesPreemptions
+
 METRIC_COLUMNS = {"epoch": "epoch", "si_rmse": "val si_rmse", "abs_rel": "abs_rel", "delta1": "delta1",
                   "train_loss": "train loss"}
 PARAMETER_COLUMNS = {"arch": "arch", "lam": "lam", "lr": "lr"}
@@ -32,9 +34,13 @@ class TrialWritesTensorBoard(TBXLoggerCallback):
         pass
 
 
-def _tune_callbacks() -> list:
-    """Tune's CSV and JSON loggers (the leaderboard reads result.json), no TensorBoard copy."""
-    return [CSVLoggerCallback(), JsonLoggerCallback(), TrialWritesTensorBoard()]
+def _tune_callbacks(cfg: RunConfig, tune_name: str) -> list:
+    """Tune's CSV and JSON loggers (the leaderboard reads result.json), no TensorBoard copy, and
+    the ``--log-to`` tracking servers' callbacks (``grid.experiment.tracking``)."""
+    from grid.experiment.tracking import tracking_callbacks
+
+    return [CSVLoggerCallback(), JsonLoggerCallback(), TrialWritesTensorBoard(), *tracking_callbacks(cfg, tune_name),
+            RetriesPreemptions(cfg.max_failures)]  # preemptions do not use up --max-failures
 
 
 def progress_reporter(param_space: dict | None = None):
@@ -46,12 +52,14 @@ def progress_reporter(param_space: dict | None = None):
     columns = dict(PARAMETER_COLUMNS)
     if "tag" in (param_space or {}):  # a space that names its variants (recipe)
         columns = {"tag": "tag", **columns}
+    if isinstance((param_space or {}).get("seed"), dict):  # --seeds K: the seed is a grid dimension
+        columns["seed"] = "seed"
     return tune.CLIReporter(metric_columns=METRIC_COLUMNS, parameter_columns=columns,
                             max_report_frequency=30, sort_by_metric=True)
 
 
 def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: RunConfig, storage: str,
-               gpus: float, accelerator: str | None = None):
+               gpus: float, accelerator: str | None = None, cpus: float = 1.0):
     """A new Tuner for the study, or the one in ``storage`` restored (finished trials kept).
     ``accelerator``: the GPU type every trial asks for (a sliver of Ray's ``accelerator_type:X``
     resource, as ``ray.remote(accelerator_type=...)`` asks), so the autoscaler adds only that type."""
@@ -59,7 +67,7 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-    resources = {"cpu": cfg.cpus_per_trial, "gpu": gpus}
+    resources = {"cpu": cpus, "gpu": gpus}
     if accelerator and gpus:
         resources[f"accelerator_type:{accelerator}"] = 0.001
     trainable = tune.with_resources(trainable, resources)
@@ -93,6 +101,6 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: 
                                                     checkpoint_score_order="min"),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             sync_config=tune.SyncConfig(sync_artifacts=True),  # TensorBoard events reach remote storage
-            callbacks=_tune_callbacks(), progress_reporter=progress_reporter(param_space),
+            callbacks=_tune_callbacks(cfg, tune_name), progress_reporter=progress_reporter(param_space),
         ),
     )
