@@ -134,3 +134,19 @@ def write_nyu_like(root: Path, *, scenes: int = 5, views: int = 3, seed: int = 0
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
     shutil.rmtree(cil)
     return root
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch) -> dict:
+    """Every figure ``grid.figures`` saves in the test, by file name: the ``Figure`` objects, to
+    read their axes and series back (the files are written as usual)."""
+    import grid.figures
+
+    drawn, save = {}, grid.figures.save_figure
+
+    def keep(fig, path, **kw):
+        drawn[Path(path).name] = fig
+        return save(fig, path, **kw)
+
+    monkeypatch.setattr(grid.figures, "save_figure", keep)
+    return drawn

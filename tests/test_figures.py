@@ -12,7 +12,7 @@ from test_predict import make_checkpoint, make_experiment
 
 import grid.figures
 from grid.cli import command
-from grid.figures import best_per_arch, save_figure
+from grid.figures import best_per_arch
 
 main = command("figures")
 
@@ -37,14 +37,8 @@ def experiment(tmp_path_factory) -> Path:
     ])
 
 
-def test_all_figures_exist_and_are_not_blank(experiment, monkeypatch):
-    drawn = {}
-
-    def keep(fig, path, **kw):  # the Figure objects too, to read their layout
-        drawn[Path(path).name] = fig
-        return save_figure(fig, path, **kw)
-
-    monkeypatch.setattr(grid.figures, "save_figure", keep)
+def test_all_figures_exist_and_are_not_blank(experiment, drawn_figures):
+    drawn = drawn_figures
     assert main(["--experiment", str(experiment), "--n", "2", "--device", "cpu"]) == 0
     figures = experiment / "figures"
     assert sorted(p.name for p in figures.glob("*.png")) == ["clusters.png", "comparison.png",
@@ -105,20 +99,14 @@ def test_a_foreign_figure_is_kept_unless_overwrite_and_a_rerun_replaces_its_own(
     _assert_not_blank(exp / "figures" / "leaderboard.png")
 
 
-def test_data_efficiency_figure_groups_by_architecture_and_fraction(tmp_path, monkeypatch):
+def test_data_efficiency_figure_groups_by_architecture_and_fraction(tmp_path, drawn_figures):
     """Two architectures x three fractions x two seeds (one seed errored): one line per
     architecture through the mean si_rmse over the seeds, at the mean training images; a band
     where two seeds finished; no figure without several fractions."""
+    drawn = drawn_figures
     from grid.experiment.record import Experiment
     from grid.figures import data_efficiency_figure
 
-    drawn = {}
-
-    def keep(fig, path, **kw):  # the Figure objects too, to read their axes
-        drawn[Path(path).name] = fig
-        return save_figure(fig, path, **kw)
-
-    monkeypatch.setattr(grid.figures, "save_figure", keep)
     trials = []
     for arch, base in (("unet", 0.40), ("mobilenet_unet", 0.30)):
         for fraction, images in ((0.1, 10), (0.5, 50), (1.0, 100)):
@@ -153,17 +141,11 @@ def test_pareto_front_is_what_no_other_point_beats():
     assert grid.figures.pareto_front(np.array([1.0, 1.0]), np.array([2.0, 2.0])).all()  # equal points: both
 
 
-def test_pareto_figure_draws_the_front_against_cost_and_time(tmp_path, monkeypatch):
+def test_pareto_figure_draws_the_front_against_cost_and_time(tmp_path, drawn_figures):
+    drawn = drawn_figures
     from grid.experiment.record import Experiment
     from grid.figures import pareto_figure
 
-    drawn = {}
-
-    def keep(fig, path, **kw):
-        drawn[Path(path).name] = fig
-        return save_figure(fig, path, **kw)
-
-    monkeypatch.setattr(grid.figures, "save_figure", keep)
     rows = [("a", "unet", 0.30, 1.0, 5.0), ("b", "unet", 0.25, 2.0, 9.0), ("c", "mobilenet_unet", 0.28, 3.0, 4.0),
             ("d", "segformer_b4", 0.20, 4.0, 20.0), ("e", "unet", 0.35, 5.0, 30.0)]
     trials = [{"trial_id": t, "arch": a, "si_rmse": s, "cost_usd": c, "infer_ms": ms, "status": "finished"}

@@ -72,31 +72,7 @@ def released_hf_home() -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_all_models_at_paper_settings_load_released_snapshots_offline(released_hf_home, tmp_path):
-    data = generate(tmp_path / "data", scenes=5, views=2, size=(426, 560), seed=0)  # 8 train / 2 val
-    results = tmp_path / "results"
-    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are length-limited
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "OMP_NUM_THREADS"}  # Ray sets it
-    # Ray workers inherit the environment of the local Ray that grid.run starts.
-    env.update(HF_HOME=str(released_hf_home), HF_HUB_OFFLINE="1", RAY_TMPDIR=ray_tmp,
-               RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1",
-               MALLOC_MMAP_THRESHOLD_="1048576")  # blocks >= 1 MiB go back to the system when freed
-    cmd = [sys.executable, "-m", "grid.run", "--space", "all_models", "--data", str(data),
-           "--results", str(results), "--epochs", "1", "--set", "max_steps_per_epoch=1",
-           "--set", "max_val_images=2", "--max-concurrent", "1",
-           "--cpus-per-trial", str(len(os.sched_getaffinity(0))),
-           "--max-failures", "0", "--verbose", "1"]
-    log_path = tmp_path / "run.log"
-    with open(log_path, "w") as log:  # its own session: a timeout kills grid.run and its Ray
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            returncode = proc.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            returncode = proc.wait()
-        finally:
-            shutil.rmtree(ray_tmp, ignore_errors=True)
+    returncode, log_path, results = run_space_offline("all_models", released_hf_home, tmp_path)
     try:  # the trials' checkpoints (model and AdamW state) take about 5 GB: never kept
         _check_run(returncode, log_path, results, released_hf_home)
     finally:
@@ -135,13 +111,15 @@ def run_space_offline(space: str, hf_home: Path, tmp_path: Path, extra: tuple[st
                       timeout_s: int = TIMEOUT_S) -> tuple[int, Path, Path]:
     """``python -m grid.run --space SPACE`` at the space's own settings on 426x560 synthetic scenes
     (8 train / 2 val), one step per epoch, two validation images, ``--epochs 1``, offline with
-    ``hf_home`` as the only source of weights; one trial at a time on every CPU, as the test above.
-    Returns (exit code, the run's log, the results folder). Also used by test_depth_models.py."""
-    data = generate(tmp_path / "data", scenes=5, views=2, size=(426, 560), seed=0)
+    ``hf_home`` as the only source of weights; one trial at a time on every CPU (its checkpoint's
+    model and AdamW state stay in memory once). A timeout kills ``grid.run`` and its Ray: its own
+    session. Returns (exit code, the run's log, the results folder). Also used by test_depth_models.py.
+    """
+    data = generate(tmp_path / "data", scenes=5, views=2, size=(426, 560), seed=0)  # 8 train / 2 val
     results = tmp_path / "results"
-    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "OMP_NUM_THREADS"}
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are length-limited
+    env = {k: v for k, v in os.environ.items()  # Ray workers inherit the environment of the local Ray
+           if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "OMP_NUM_THREADS"}  # Ray sets it
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", RAY_TMPDIR=ray_tmp, RAY_USAGE_STATS_ENABLED="0",
                PYTHONUNBUFFERED="1", MALLOC_MMAP_THRESHOLD_="1048576")
     cmd = [sys.executable, "-m", "grid.run", "--space", space, "--data", str(data), "--results", str(results),

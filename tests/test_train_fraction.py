@@ -20,7 +20,7 @@ from grid.cli.run import parse_args
 from grid.experiment.prepare import prepare_bundle
 from grid.experiment.record import Experiment
 from grid.experiment.run import run
-from grid.figures import audit_figure, data_efficiency_figure, pareto_figure, save_figure
+from grid.figures import audit_figure, data_efficiency_figure, pareto_figure
 from grid.synth import generate
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import DatasetSpec
@@ -149,14 +149,8 @@ def test_a_run_counts_training_images_and_audits_its_eval_set(grid_run, capsys):
     assert "train_images" in (exp / "leaderboard.md").read_text()
 
 
-def test_the_data_efficiency_and_audit_figures(grid_run, monkeypatch):
-    drawn = {}
-
-    def keep(fig, path, **kw):  # the Figure objects too, to read their axes
-        drawn[Path(path).name] = fig
-        return save_figure(fig, path, **kw)
-
-    monkeypatch.setattr(grid.figures, "save_figure", keep)
+def test_the_data_efficiency_and_audit_figures(grid_run, drawn_figures):
+    drawn = drawn_figures
     exp = Experiment.load(grid_run["results"] / "frac")
     board = exp.saved_leaderboard()
     assert data_efficiency_figure(exp).name == "data_efficiency.png"
