@@ -51,9 +51,10 @@ DEPTH_ARCHS = ("depth_anything_v2", "depth_anything_v2_metric", "dpt", "glpn")
 # (61M-343M: 2-3 minutes together on two busy cores; the hybrid and GLPN paths run in CI at tiny size).
 CI = {("depth_anything_v2", "small"): "depth-anything/Depth-Anything-V2-Small-hf",
       ("depth_anything_v2_metric", "small"): "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"}
+# In CI too (slow): every family's smallest released checkpoint goes through the real loading path.
 SLOW = {("dpt", "hybrid"): "Intel/dpt-hybrid-midas",
-        ("glpn", "nyu"): "vinvino02/glpn-nyu",
-        ("glpn", "kitti"): "vinvino02/glpn-kitti",
+        ("glpn", "nyu"): "vinvino02/glpn-nyu"}
+HEAVY = {("glpn", "kitti"): "vinvino02/glpn-kitti",
         ("depth_anything_v2", "base"): "depth-anything/Depth-Anything-V2-Base-hf",
         ("depth_anything_v2", "large"): "depth-anything/Depth-Anything-V2-Large-hf",
         ("depth_anything_v2_metric", "base"): "depth-anything/Depth-Anything-V2-Metric-Indoor-Base-hf",
@@ -69,8 +70,8 @@ def test_released_configs_have_the_published_sizes_and_the_zoo_builds_them() -> 
     """Every released repo's config has its published parameter count, the catalog states it,
     and the zoo's variant has the same architecture (its own head adds two scalars at most)."""
     counts = released_params_m(tuple(RELEASED_DEPTH_HF))  # raises when a config is not the released one
-    assert set(counts) == set(CI.values()) | set(SLOW.values())
-    for (arch, variant), repo in {**CI, **SLOW}.items():
+    assert set(counts) == set(CI.values()) | set(SLOW.values()) | set(HEAVY.values())
+    for (arch, variant), repo in {**CI, **SLOW, **HEAVY}.items():
         info = BUILT_IN[arch]
         assert info.hub_repo(_kwargs(arch, variant)) == repo
         assert info.params_m[variant] == RELEASED_DEPTH_HF[repo].params_m
@@ -152,12 +153,14 @@ def test_released_snapshots_load_offline_train_and_say_pretrained(released_hub: 
     _check_released(_run_released(released_hub, CI), CI)
 
 
-@pytest.mark.heavy
-@pytest.mark.parametrize("case", list(SLOW), ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [*SLOW, *(pytest.param(c, marks=pytest.mark.heavy) for c in HEAVY)],
+                         ids=lambda c: f"{c[0]}-{c[1]}")
 def test_big_released_snapshots_load_offline_and_train(case: tuple[str, str], tmp_path: Path) -> None:
+    repo = {**SLOW, **HEAVY}[case]
     try:
-        write_released_hub(tmp_path / "hf", repos=(SLOW[case],))
-        _check_released(_run_released(tmp_path / "hf", {case: SLOW[case]}), {case: SLOW[case]})
+        write_released_hub(tmp_path / "hf", repos=(repo,))
+        _check_released(_run_released(tmp_path / "hf", {case: repo}), {case: repo})
     finally:  # up to 1.4 GB: pytest keeps the temp folders of its last three sessions
         shutil.rmtree(tmp_path / "hf", ignore_errors=True)
 
@@ -175,7 +178,7 @@ def test_pretrained_true_offline_names_each_repo_and_how_to_get_it(tmp_path: Pat
                 out[arch + str(kwargs)] = str(err)
         print(json.dumps(out))
     """)
-    cases = {**CI, **SLOW}
+    cases = {**CI, **SLOW, **HEAVY}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_HOME=str(tmp_path / "empty"), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     arg = json.dumps([(a, _kwargs(a, v)) for a, v in cases])
