@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def is_uri(path: str | os.PathLike) -> bool:
+    """A storage URI (``s3://``, ``gs://``...) rather than a local path."""
+    return "://" in str(path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Write ``path`` through a temp file in the same folder, renamed into place on success.

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.data import DataError, DatasetSpec, Item, parse_crop
-from trainables.io import atomic_write
+from trainables.io import atomic_write, is_uri
 
 MANIFEST = "depth-grid-pack.json"
 PACK_FORMAT = "depth-grid-pack"
@@ -49,10 +49,6 @@ _MAPS: dict[str, memoryview] = {}  # per process: a verified local shard -> its 
 _BAD: set[str] = set()  # per process: shards found corrupt after their second fetch
 _MANIFESTS: dict[str, dict[str, Any]] = {}  # per process: content hash -> the manifest open_pack read
 FETCH_THREADS = 4
-
-
-def is_uri(data: str | os.PathLike) -> bool:
-    return "://" in str(data)
 
 
 def is_pack(data: str | os.PathLike) -> bool:

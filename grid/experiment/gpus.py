@@ -52,6 +52,16 @@ class GpuPlan:
 ACCELERATOR = "accelerator_type:"  # Ray's resource naming a node's GPU type (cluster.yaml sets it)
 
 
+def trial_bundle(cpus: float, gpus: float, accelerator: str | None) -> dict[str, float]:
+    """One trial's resources as Ray names them: its CPUs and GPUs and, for a GPU trial of a chosen
+    type, a sliver of ``accelerator_type:<type>`` (what ``ray.remote(accelerator_type=...)``
+    asks), so only nodes of that type hold it and the autoscaler adds only those."""
+    bundle = {"CPU": cpus, "GPU": gpus}
+    if accelerator and gpus:
+        bundle[ACCELERATOR + accelerator] = 0.001
+    return bundle
+
+
 def accelerator_types(resources: list[dict[str, float]]) -> set[str]:
     """The accelerator types (``T4``, ``P100``...) these nodes' or node types' resources name."""
     return {k[len(ACCELERATOR):] for res in resources for k, v in res.items() if k.startswith(ACCELERATOR) and v > 0}

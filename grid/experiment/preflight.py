@@ -203,7 +203,8 @@ def stored_record(folder: Path, storage: str) -> Path:
     """The folder whose record a resume must match: ``results/<name>`` when it holds one, else on
     a fresh head the copy of the record a bucket keeps (``<storage>/<name>/``, fetched into the
     node's cache), so that a resume with other settings is refused there too."""
-    from grid.experiment.remote import fetch_record, is_uri, record_uri
+    from grid.experiment.remote import fetch_record, record_uri
+    from trainables.io import is_uri
 
     if (folder / "experiment.json").is_file() or not is_uri(storage):
         return folder

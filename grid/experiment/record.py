@@ -27,8 +27,9 @@ from grid.experiment.leaderboard import (
     read_leaderboard,
     write_leaderboard,
 )
-from grid.experiment.remote import fetch_record, is_uri, record_uri, upload_record
+from grid.experiment.remote import fetch_record, record_uri, upload_record
 from trainables.data import DataError, DatasetSpec
+from trainables.io import is_uri
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -30,10 +30,6 @@ class RemoteError(OSError):
     """A storage URI that cannot be read or written; the message names it."""
 
 
-def is_uri(path: str | os.PathLike[str]) -> bool:
-    return "://" in str(path)
-
-
 def cache_root() -> Path:
     """Where records and checkpoints read from storage are kept on this node:
     ``$DEPTH_GRID_CACHE_DIR`` (the node-local cache), else ``~/.cache/depth-grid``."""

@@ -101,8 +101,9 @@ def prepare(cfg: RunConfig, checked: Checked | None = None, gpu_plan: GpuPlan | 
         split_cache,
         split_from_storage,
     )
-    from grid.experiment.remote import is_uri, record_uri
+    from grid.experiment.remote import record_uri
     from grid.experiment.split_task import request_trial_nodes, wanted
+    from trainables.io import is_uri
 
     results = cfg.results.expanduser().resolve()
     if checked is not None and checked.items is not None:

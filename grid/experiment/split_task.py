@@ -34,9 +34,9 @@ def request_trial_nodes(trials: int, gpus_per_trial: float, cpus_per_trial: floa
     :func:`release`)."""
     from ray.autoscaler.sdk import request_resources
 
-    bundle = {"GPU": gpus_per_trial, "CPU": cpus_per_trial}
-    if accelerator:
-        bundle[f"accelerator_type:{accelerator}"] = 0.001
+    from grid.experiment.gpus import trial_bundle
+
+    bundle = trial_bundle(cpus_per_trial, gpus_per_trial, accelerator)
     request_resources(bundles=[dict(bundle) for _ in range(max(1, trials))])
 
 

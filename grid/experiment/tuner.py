@@ -67,10 +67,9 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-    resources = {"cpu": cpus, "gpu": gpus}
-    if accelerator and gpus:
-        resources[f"accelerator_type:{accelerator}"] = 0.001
-    trainable = tune.with_resources(trainable, resources)
+    from grid.experiment.gpus import trial_bundle
+
+    trainable = tune.with_resources(trainable, trial_bundle(cpus, gpus, accelerator))
     path = f"{storage.rstrip('/')}/{tune_name}"
     if tune.Tuner.can_restore(path):
         print(f"Resuming experiment {path} (finished trials are kept, not re-run)")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grid.experiment.record import Experiment
-from grid.experiment.remote import RemoteError, fetch_file, is_uri
+from grid.experiment.remote import RemoteError, fetch_file
 from trainables.data import DEFAULT_SIZE
+from trainables.io import is_uri
 
 if TYPE_CHECKING:  # torch and the zoo load on first use: a wrong file is refused before either
     import torch
