@@ -5,10 +5,13 @@ and points this process's environment (inherited by the commands and Ray workers
 it: ``AWS_ENDPOINT_URL``, dummy keys, a region. ``bucket()`` creates a bucket with boto3;
 ``gets(key)`` counts the GET requests the server logged for an object (a shard download is one
 ranged GET up to 64 MiB). ``s3_server`` is the pytest fixture (one server per test module).
+``S3Server(folder, keys=True)`` also logs each request's access key (``tests/moto_by_key.py``):
+a test that gives each node its own key reads per node what was fetched (``gets_by_key``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -34,15 +37,18 @@ class S3Server:
     """``moto_server`` on 127.0.0.1 with its request log in ``log``. ``auth``: the server checks
     credentials (moto's IAM mode: it knows no keys, so every request is denied)."""
 
-    def __init__(self, folder: Path, *, auth: bool = False) -> None:
+    def __init__(self, folder: Path, *, auth: bool = False, keys: bool = False) -> None:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = folder / "moto.log"
-        moto = Path(sys.executable).with_name("moto_server")
+        self.by_key = folder / "requests-by-key.jsonl"
+        moto = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)]
+        if keys:
+            moto = [sys.executable, str(Path(__file__).with_name("moto_by_key.py")), "127.0.0.1", str(self.port),
+                    str(self.by_key)]
         self._fh = open(self.log, "w")  # noqa: SIM115  (closed in stop)
         env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if auth else {})}
-        self.proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)], stdout=self._fh,
-                                     stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(moto, stdout=self._fh, stderr=subprocess.STDOUT, env=env)
         self._wait()
 
     def _wait(self, timeout_s: float = 30.0) -> None:
@@ -81,6 +87,16 @@ class S3Server:
     def gets(self, key: str) -> int:
         """GET requests of the object ``/bucket/key``."""
         return sum(1 for m, p in self.requests() if m == "GET" and p == key)
+
+    def gets_by_key(self, prefix: str) -> dict[tuple[str, str], int]:
+        """GET requests of objects under ``/bucket/prefix``, counted per ``(access key, path)``
+        (a server started with ``keys=True``)."""
+        counts: dict[tuple[str, str], int] = {}
+        for line in self.by_key.read_text().splitlines():
+            method, path, key = json.loads(line)
+            if method == "GET" and path.startswith(prefix):
+                counts[key, path] = counts.get((key, path), 0) + 1
+        return counts
 
     def stop(self) -> None:
         self.proc.terminate()

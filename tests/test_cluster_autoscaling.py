@@ -1,9 +1,20 @@
-"""The README's cluster command on an autoscaling cluster, on one machine, with Ray's own fake
-multi-node provider: a CPU-only head and `cluster.yaml`'s GPU worker types at `min_workers: 0`.
-With no GPU in the cluster at start-up and no `--gpus-per-trial`, grid.run must still ask for one
-GPU per trial (the autoscaler can add GPU nodes), so the autoscaler adds GPU workers and every
-trial runs on one of them. The same command with `--gpus-per-trial 2`, which no node type has,
-fails at once and writes nothing.
+"""The README's cloud flow on one machine: `depth-grid pack` into a bucket, then the README's
+cluster command on an autoscaling cluster that starts with no GPU worker, reading the data and
+keeping its record in the bucket; the driver killed, the same command on a fresh cluster (a new
+head, new nodes, an empty `results/`) resumes from the bucket without computing the split again;
+`depth-grid predict --experiment s3://...` writes the maps the local record gives.
+
+The bucket is a real S3-protocol server on loopback (moto, `tests/s3_server.py`), logging each
+request with its access key. The cluster is Ray's own fake multi-node provider: a CPU-only head
+and `cluster.yaml`'s GPU worker types at `min_workers: 0`. With no GPU in the cluster at start-up
+and no `--gpus-per-trial`, grid.run must still ask for one GPU per trial (the autoscaler can add
+GPU nodes), so the autoscaler adds GPU workers and every trial runs on one of them. The same
+command with `--gpus-per-trial 2`, which no node type has, fails at once and writes nothing.
+
+A fake worker node is a set of local processes on this machine; `NODE_SITE` (a `sitecustomize`
+on their path) gives each node what a cloud node has of its own: a disk for the depth-grid cache,
+`TORCH_HOME` and `HF_HOME` (with the weights `cluster.yaml`'s setup step fetches), and an access
+key, which stands for the node's address in the bucket's access log.
 
 The autoscaling config is written here from cluster.yaml's node types: names, GPU and
 `accelerator_type:*` resources and `max_workers` kept, CPUs scaled down to fit 2 cores (head 1,
@@ -13,10 +24,11 @@ workers 1), the head renamed `ray.head.default` (the fake provider's fixed head 
 (trials hold them and train on the CPU). `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` keeps every node
 address on loopback.
 
-The command is read from the README and changed only where this machine differs: local shared
-storage for `gs://BUCKET/depth-grid`, generated NYU-like pairs (480x640 RGB + 8-bit PNG depth) for
-`~/data/nyu`, `--address auto` pointed at the fake cluster with RAY_ADDRESS, and, to keep it
-small on 2 cores, `--space smoke` (overriding `all_models`) and `--results` in a temp folder.
+The commands are read from the README and changed only where this machine differs: the moto
+bucket `s3://bucket` for `gs://BUCKET`, generated NYU-like pairs (480x640 RGB + 8-bit PNG depth)
+for `~/data/nyu`, `--address auto` pointed at the fake cluster with RAY_ADDRESS, and, to keep it
+small on 2 cores, `--space smoke` (overriding `all_models`), `--results` in a temp folder, and
+four epochs of slowed steps (so the driver is killed while trials run).
 
 `ray.cluster_utils.AutoscalingCluster` is not used: its start() runs `ray stop --force`, which
 stops every Ray on the machine.
@@ -26,10 +38,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +54,10 @@ import pytest
 import yaml
 from PIL import Image
 from ray_cluster import Nodes, free_port, ray_env
+from s3_server import S3Server
 
 from grid.synth import generate
+from trainables import weights
 
 pytestmark = pytest.mark.slow
 
@@ -46,15 +65,33 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAD_TYPE = "ray.head.default"  # the fake provider's head node type, whatever the config says
 
 
-def readme_grid_command() -> list[str]:
-    """`python -m grid.run ...` of the README's `ray exec cluster.yaml --tmux "..."` line."""
+def readme_cluster_commands() -> tuple[list[str], list[str]]:
+    """The README's `depth-grid pack ...` line and the `python -m grid.run ...` of its
+    `ray exec cluster.yaml --tmux "..."` line."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Running the grid on a cloud GPU cluster"):]
     section = section[:section.find("\n## ", 1)]
+    (pack,) = [shlex.split(ln) for ln in section.splitlines() if ln.startswith("depth-grid pack ")]
     (line,) = [ln for ln in section.splitlines() if ln.startswith('ray exec cluster.yaml --tmux "')]
     inner = shlex.split(line)[-1]  # cd ~/depth-grid && python -m grid.run ...
     (cmd,) = [part.strip() for part in inner.split("&&") if part.strip().startswith("python -m grid.run")]
-    return shlex.split(cmd)
+    return pack, shlex.split(cmd)
+
+
+NODE_SITE = """
+import os, shutil
+_node = os.environ.get("RAY_CLOUD_INSTANCE_ID")  # set by Ray's fake provider on its worker nodes only
+_disks = os.environ.get("FLOW_NODE_DISKS")
+if _node and _disks:
+    _disk = os.path.join(_disks, _node[-5:])
+    os.environ.update(DEPTH_GRID_CACHE_DIR=_disk + "/cache", TORCH_HOME=_disk + "/torch", HF_HOME=_disk + "/hf",
+                      AWS_ACCESS_KEY_ID=os.path.basename(_disks) + "-node" + _node[-5:])
+    _weights = os.path.join(_disk, "torch", "hub", "checkpoints", os.path.basename(os.environ["FLOW_WEIGHTS"]))
+    if not os.path.exists(_weights):  # cluster.yaml's setup step, `depth-grid weights fetch`
+        os.makedirs(os.path.dirname(_weights), exist_ok=True)
+        shutil.copyfile(os.environ["FLOW_WEIGHTS"], _weights + f".{os.getpid()}")
+        os.replace(_weights + f".{os.getpid()}", _weights)
+"""
 
 
 def fake_autoscaling_config(cluster_yaml: Path, gcs_address: str) -> dict:
@@ -98,23 +135,14 @@ def nyu_like_pairs(root: Path, scale: float) -> Path:
     return root / "nyu"
 
 
-def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: Path) -> None:
-    readme = readme_grid_command()
-    assert readme[:3] == ["python", "-m", "grid.run"] and "--gpus-per-trial" not in readme, readme
-    opt = dict(zip(readme[3::2], readme[4::2], strict=True))
-    assert opt["--address"] == "auto" and opt["--storage"].startswith("gs://") and opt["--format"] == "pairs", opt
-    storage, results = tmp_path / "shared-storage", tmp_path / "results"  # storage: the bucket
-    data = nyu_like_pairs(tmp_path / "data", float(opt["--depth-scale"]))
-    local = {opt["--storage"]: str(storage), opt["--data"]: str(data)}
-    cmd = [sys.executable, "-m", "grid.run", *[local.get(t, t) for t in readme[3:]],
-           "--space", "smoke", "--results", str(results)]
-
-    nodes = Nodes(tmp_path / "logs")
+@contextmanager
+def autoscaling_cluster(root: Path, env: dict[str, str]) -> Iterator[tuple[Nodes, str]]:
+    """A head with cluster.yaml's node types under Ray's fake autoscaling provider: ``(nodes, address)``."""
+    nodes = Nodes(root / "logs")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    config = tmp_path / "autoscaling.yaml"
+    config = root / "autoscaling.yaml"
     config.write_text(yaml.safe_dump(fake_autoscaling_config(ROOT / "cluster.yaml", address), sort_keys=False))
-    env = {**ray_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     # No CUDA_VISIBLE_DEVICES="" on the head: its monitor starts the GPU workers, and Ray refuses
     # logical GPUs under it.
     head_env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
@@ -125,54 +153,161 @@ def test_readme_cluster_command_makes_the_autoscaler_add_gpu_workers(tmp_path: P
                                     "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
                                     f"--dashboard-agent-listen-port={free_port()}"], head_env)
         nodes.wait_for_gcs(port, head)
-        before = nodes.alive(address, 1, env)
-        assert len(before) == 1 and before[0]["resources"].get("GPU", 0) == 0, before
-        head_id = before[0]["id"]
-
-        # Two GPUs per trial: no node has them and no node type can add them: refused at once.
-        refused = subprocess.run([*cmd[:-1], str(tmp_path / "refused"), "--gpus-per-trial", "2"],
-                                 env={**env, "RAY_ADDRESS": address}, cwd=tmp_path, capture_output=True,
-                                 text=True, timeout=300)
-        assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
-        assert "--gpus-per-trial 2: no node has or can get 2 GPUs" in refused.stderr, refused.stderr
-        assert "gpu_t4_spot (1 GPU per node" in refused.stderr and not (tmp_path / "refused").exists()
-
-        run = subprocess.run(cmd, env={**env, "RAY_ADDRESS": address}, cwd=tmp_path, capture_output=True,
-                             text=True, timeout=600)
-        out = f"{run.stdout[-5000:]}\n{run.stderr[-5000:]}"
-        (nodes.logs / "grid-run.log").write_text(run.stdout + run.stderr)
-        if run.returncode != 0:
-            nodes.fail(f"grid.run failed:\n{out}")
-        after = nodes.alive(address, 2, env)
+        yield nodes, address
     finally:
         nodes.stop()
 
-    gpu_nodes = {n["id"] for n in after if n["resources"].get("GPU", 0) > 0}
-    assert gpu_nodes and head_id not in gpu_nodes, after
-    # The default accelerator is the cheapest type cluster.yaml defines: no P100 node is added.
-    types = {k for n in after for k in n["resources"] if k.startswith("accelerator_type:")}
-    assert types == {"accelerator_type:T4"}, after
-    (chose,) = re.findall(r"^Accelerator: .*$", run.stdout, flags=re.M)
-    assert chose.startswith("Accelerator: T4 (the cheapest type the cluster has or can add (T4 $0.14/h, P100"), chose
-    # Printed before any trial: how many GPUs and why, naming the node types it can add.
-    (said,) = re.findall(r"^GPUs per trial: .*$", run.stdout, flags=re.M)
-    assert said.startswith("GPUs per trial: 1 (cluster has 0 GPUs now;") and "gpu_t4_spot" in said, said
-    assert run.stdout.index("GPUs per trial") < run.stdout.index("Split ("), out
-    # The split's embeddings were computed by a task on a GPU worker, not on the CPU head.
-    (split_node,) = re.findall(r"^Split: embeddings computed on GPU node (\w+)$", run.stdout, flags=re.M)
-    assert split_node in gpu_nodes, (split_node, gpu_nodes)
 
-    reports = [json.loads(line) for f in storage.rglob("result.json")
-               for line in f.read_text().splitlines() if line.strip()]
-    trials = {r["trial_id"] for r in reports}
-    assert len(trials) == 2, f"smoke has two trials, storage holds {sorted(trials)}"
-    assert {r["node_id"] for r in reports} <= gpu_nodes, (reports, gpu_nodes, head_id)
-    assert all(r["gpu_ids"] for r in reports), "a trial held no GPU"
+def bucket_keys(server: S3Server, prefix: str) -> list[str]:
+    pages = server.client().get_paginator("list_objects_v2").paginate(Bucket="bucket", Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
-    exp = results / "smoke"
-    record = json.loads((exp / "experiment.json").read_text())
-    assert record["gpus_per_trial"] == 1 and "gpu_t4_spot" in record["gpu_rule"], record
-    assert record["accelerator"] == "T4", record
-    rows = list(csv.DictReader((exp / "leaderboard.csv").open()))
-    assert {r["trial_id"] for r in rows} == trials
-    assert all(r["status"] == "finished" and float(r["gpu_hours"]) > 0 for r in rows), rows
+
+def kill_after_first_checkpoint(driver: subprocess.Popen, server: S3Server, nodes: Nodes) -> list[str]:
+    """SIGKILL the driver's process group once a trial checkpoint is in the bucket; the checkpoints then."""
+    deadline = time.time() + 400
+    while not (done := [k for k in bucket_keys(server, "depth-grid/smoke/") if k.endswith("/checkpoint.pt")]):
+        if driver.poll() is not None or time.time() > deadline:
+            nodes.fail(f"no checkpoint reached the bucket while the driver ran (exit {driver.poll()})")
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    return done
+
+
+def test_readme_cloud_flow_packs_runs_resumes_and_predicts_from_the_bucket(tmp_path: Path) -> None:
+    pack_line, readme = readme_cluster_commands()
+    assert readme[:3] == ["python", "-m", "grid.run"] and "--gpus-per-trial" not in readme, readme
+    opt = dict(zip(readme[3::2], readme[4::2], strict=True))
+    packed = dict(zip(pack_line[2::2], pack_line[3::2], strict=True))
+    assert opt["--address"] == "auto" and opt["--storage"].startswith("gs://BUCKET/"), opt
+    assert packed["--out"] == opt["--data"] and opt["--data"].startswith("gs://BUCKET/"), (packed, opt)
+    assert "depth-grid weights fetch" in (ROOT / "cluster.yaml").read_text()  # what NODE_SITE copies per node
+    source_weights = weights.mobilenet_v2_weights_path()
+    assert source_weights.is_file(), f"run `depth-grid weights fetch` first ({source_weights})"
+
+    (tmp_path / "moto").mkdir()
+    (site := tmp_path / "site").mkdir()
+    (site / "sitecustomize.py").write_text(NODE_SITE)
+    data = nyu_like_pairs(tmp_path / "data", float(packed["--depth-scale"]))
+    server = S3Server(tmp_path / "moto", keys=True)
+    try:
+        server.bucket("bucket")
+        local = {"gs://BUCKET": "s3://bucket", "~/data/nyu": str(data)}
+
+        def here(token: str) -> str:
+            for cloud, mine in local.items():
+                token = token.replace(cloud, mine) if token.startswith(cloud) else token
+            return token
+
+        env = {**ray_env(), **server.env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "FLOW_WEIGHTS": str(source_weights)}
+        laptop = {**env, "DEPTH_GRID_CACHE_DIR": str(tmp_path / "laptop-cache")}
+        depth_grid = str(Path(sys.executable).with_name("depth-grid"))
+        # --shard-mb 1: several shards of these 15 pairs, so "each shard once per node" says something.
+        pack = subprocess.run([depth_grid, *map(here, pack_line[1:]), "--shard-mb", "1"], env=laptop,
+                              capture_output=True, text=True, timeout=300)
+        assert pack.returncode == 0, pack.stdout + pack.stderr
+        shards = [k for k in bucket_keys(server, "nyu-packed/") if k.endswith(".tar")]
+        assert len(shards) >= 3, shards
+
+        cmd = [sys.executable, "-m", "grid.run", *map(here, readme[3:]), "--space", "smoke",
+               "--set", "epochs=4", "--set", "fault=sleep@0.4"]
+        disks = tmp_path / "disks"
+
+        # The first cluster: the run starts from zero GPU workers, and its driver is killed mid-grid.
+        head1 = {**env, "FLOW_NODE_DISKS": str(disks / "c1"), "DEPTH_GRID_CACHE_DIR": str(disks / "head1")}
+        with autoscaling_cluster(tmp_path / "c1", head1) as (nodes, address):
+            before = nodes.alive(address, 1, head1)
+            assert len(before) == 1 and before[0]["resources"].get("GPU", 0) == 0, before
+            # Two GPUs per trial: no node has them and no node type can add them: refused at once.
+            refused = subprocess.run([*cmd, "--results", str(tmp_path / "refused"), "--gpus-per-trial", "2"],
+                                     env={**head1, "RAY_ADDRESS": address}, cwd=tmp_path, capture_output=True,
+                                     text=True, timeout=300)
+            assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
+            assert "--gpus-per-trial 2: no node has or can get 2 GPUs" in refused.stderr, refused.stderr
+            assert "gpu_t4_spot (1 GPU per node" in refused.stderr and not (tmp_path / "refused").exists()
+
+            with open(nodes.logs / "grid-run-1.log", "w") as log:
+                driver = subprocess.Popen([*cmd, "--results", str(tmp_path / "results1")], cwd=tmp_path,
+                                          env={**head1, "RAY_ADDRESS": address}, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+                saved = kill_after_first_checkpoint(driver, server, nodes)
+            first = (nodes.logs / "grid-run-1.log").read_text()
+            gpu_nodes1 = {n["id"] for n in nodes.alive(address, 2, head1) if n["resources"].get("GPU", 0) > 0}
+        # The split's embeddings were computed by a task on a GPU worker, not on the CPU head.
+        (split_node,) = re.findall(r"^Split: embeddings computed on GPU node (\w+)$", first, flags=re.M)
+        assert split_node in gpu_nodes1, (split_node, gpu_nodes1)
+        assert "depth-grid/smoke/split.json" in bucket_keys(server, "depth-grid/smoke/")
+
+        # A fresh cluster (new head, new nodes, new disks) and an empty results/: the same command.
+        head2 = {**env, "FLOW_NODE_DISKS": str(disks / "c2"), "DEPTH_GRID_CACHE_DIR": str(disks / "head2")}
+        results = tmp_path / "results2"
+        with autoscaling_cluster(tmp_path / "c2", head2) as (nodes, address):
+            run = subprocess.run([*cmd, "--results", str(results)], env={**head2, "RAY_ADDRESS": address},
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=600)
+            (nodes.logs / "grid-run-2.log").write_text(run.stdout + run.stderr)
+            if run.returncode != 0:
+                nodes.fail(f"the resumed grid.run failed:\n{run.stdout[-5000:]}\n{run.stderr[-5000:]}")
+            after = nodes.alive(address, 2, head2)
+
+        out = run.stdout
+        assert "Resuming experiment s3://bucket/depth-grid/smoke" in out, out[-3000:]
+        assert "the record's in s3://bucket/depth-grid/smoke" in out and "embeddings computed" not in out, out
+        gpu_nodes = {n["id"] for n in after if n["resources"].get("GPU", 0) > 0}
+        # The default accelerator is the cheapest type cluster.yaml defines: no P100 node is added.
+        assert {k for n in after for k in n["resources"] if k.startswith("accelerator_type:")} == {"accelerator_type:T4"}
+        (chose,) = re.findall(r"^Accelerator: .*$", out, flags=re.M)
+        assert chose.startswith("Accelerator: T4 (the cheapest type the cluster has or can add (T4 $0.14/h, P100"), chose
+        # Printed before any trial: how many GPUs and why, naming the node types it can add.
+        (said,) = re.findall(r"^GPUs per trial: .*$", out, flags=re.M)
+        assert said.startswith("GPUs per trial: 1 (cluster has 0 GPUs now;") and "gpu_t4_spot" in said, said
+
+        reports = [json.loads(line) for key in bucket_keys(server, "depth-grid/smoke/") if key.endswith("/result.json")
+                   for line in server.client().get_object(Bucket="bucket", Key=key)["Body"].read().decode().splitlines()
+                   if line.strip()]
+        trials = {r["trial_id"] for r in reports}
+        assert len(trials) == 2, f"smoke has two trials, the bucket holds {sorted(trials)}"
+        assert all(r["gpu_ids"] for r in reports if "epoch" in r), "a trial held no GPU"
+        # (the fake provider numbers each cluster's nodes from 1: the two clusters' ids overlap)
+        assert {r["node_id"] for r in reports} <= gpu_nodes1 | gpu_nodes, (reports, gpu_nodes1, gpu_nodes)
+
+        exp = results / "smoke"
+        record = json.loads((exp / "experiment.json").read_text())
+        assert record["gpus_per_trial"] == 1 and "gpu_t4_spot" in record["gpu_rule"] and record["accelerator"] == "T4"
+        rows = list(csv.DictReader((exp / "leaderboard.csv").open()))
+        assert {r["trial_id"] for r in rows} == trials
+        assert all(r["status"] == "finished" and int(r["epochs_done"]) == 4 and float(r["gpu_hours"]) > 0 for r in rows), rows
+
+        # The trial checkpointed when the driver was killed went on from that checkpoint: each of
+        # its epochs was reported once, from both runs together.
+        trial_dir = saved[0].rsplit("/checkpoint_", 1)[0]
+        assert len([k for k in saved if k.startswith(trial_dir)]) < 4, f"{trial_dir} had finished: {saved}"
+        body = server.client().get_object(Bucket="bucket", Key=f"{trial_dir}/result.json")["Body"].read().decode()
+        epochs = [r["epoch"] for r in map(json.loads, body.splitlines()) if "epoch" in r]
+        assert epochs == [1, 2, 3, 4], body
+
+        # Each shard was fetched at most once per node (an access key per node), by worker nodes
+        # only, and sits in those nodes' own caches; the heads and the laptop fetched none.
+        fetched = server.gets_by_key("/bucket/nyu-packed/shard-")
+        assert fetched and max(fetched.values()) == 1, fetched
+        readers = {key for key, _ in fetched}
+        assert all(key.startswith(("c1-node", "c2-node")) for key in readers), readers
+        assert any(key.startswith("c2-node") for key in readers), "no node of the fresh cluster read the data"
+        for key in readers:
+            cluster, node = key.split("-node")
+            cached = {p.name for p in (disks / cluster / node / "cache").rglob("shard-*.tar")}
+            assert cached == {Path(p).name for k, p in fetched if k == key}, (key, cached)
+
+        # predict from the bucket's record writes the maps the local record gives.
+        maps = {}
+        for name, experiment in (("bucket", "s3://bucket/depth-grid/smoke"), ("local", str(exp))):
+            pred = subprocess.run([depth_grid, "predict", "--input", str(data / "rgb"), "--out", str(tmp_path / name),
+                                   "--experiment", experiment, "--no-png"], env=laptop, capture_output=True,
+                                  text=True, timeout=300)
+            assert pred.returncode == 0, pred.stdout + pred.stderr
+            maps[name] = {p.name: np.load(p) for p in sorted((tmp_path / name).glob("*.npy"))}
+        assert len(maps["bucket"]) == 15 and maps["bucket"].keys() == maps["local"].keys()
+        assert all(np.array_equal(maps["bucket"][k], maps["local"][k]) for k in maps["local"])
+    finally:
+        server.stop()
