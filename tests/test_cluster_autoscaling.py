@@ -254,6 +254,8 @@ def test_readme_cloud_flow_packs_runs_resumes_and_predicts_from_the_bucket(tmp_p
         out = run.stdout
         assert "Resuming experiment s3://bucket/depth-grid/smoke" in out, out[-3000:]
         assert "the record's in s3://bucket/depth-grid/smoke" in out and "embeddings computed" not in out, out
+        split_id = re.compile(r"^Split \(\w+\): .* \(([\w-]+)\)", flags=re.M)
+        assert split_id.findall(out) == split_id.findall(first) != [], (out, first)  # the same split
         gpu_nodes = {n["id"] for n in after if n["resources"].get("GPU", 0) > 0}
         # The default accelerator is the cheapest type cluster.yaml defines: no P100 node is added.
         assert {k for n in after for k in n["resources"] if k.startswith("accelerator_type:")} == {"accelerator_type:T4"}

@@ -1,7 +1,9 @@
 """The experiment's record lives in the bucket (issue 21 item 5): a run with ``--storage s3://...``
 keeps ``experiment.json``, ``split.json`` and the leaderboard under ``<storage>/<name>/``; the
 commands read an experiment from there; the same command on a fresh head (an empty ``results/``)
-resumes from the bucket without computing the split again, and one with other settings is refused.
+with other settings is refused. That the same command resumes from the bucket without computing
+the split again, and that predict reads the bucket's record, are checked on a fresh cluster by
+``tests/test_cluster_autoscaling.py``.
 
 The bucket is a real S3-protocol server on loopback (moto's server mode, ``tests/s3_server.py``);
 every command runs as a user types it, in its own process.
@@ -16,7 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from s3_server import S3Server, s3_server_fixture  # noqa: F401  (the fixture)
 
@@ -58,41 +59,6 @@ def test_the_record_is_kept_in_the_bucket(world, s3_server: S3Server) -> None:
     shown = _cli("leaderboard", f"{storage}/smoke", cwd=root, env=env)  # the URI as the argument
     assert shown.returncode == 0, shown.stderr
     assert "unet" in shown.stdout and "mobilenet_unet" in shown.stdout
-
-
-def test_predict_reads_the_experiment_from_the_bucket(world) -> None:
-    root, data, storage, env, _, _ = world
-    inputs = sorted(data.glob("*_rgb.png"))[:3]
-    (root / "photos").mkdir(exist_ok=True)
-    for p in inputs:
-        (root / "photos" / p.name).write_bytes(p.read_bytes())
-    remote = _cli("predict", "--experiment", f"{storage}/smoke", "--input", root / "photos", "--out", root / "p_bucket",
-                  "--device", "cpu", cwd=root, env=env)
-    assert remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
-    local = _cli("predict", "--experiment", root / "head1" / "smoke", "--input", root / "photos", "--out",
-                 root / "p_local", "--device", "cpu", cwd=root, env=env)
-    assert local.returncode == 0, local.stderr[-2000:]
-    maps = sorted((root / "p_local").glob("*.npy"))
-    assert len(maps) == 3
-    for m in maps:
-        np.testing.assert_array_equal(np.load(m), np.load(root / "p_bucket" / m.name))
-
-
-def test_a_fresh_head_resumes_from_the_bucket_without_a_new_split(world) -> None:
-    root, _, storage, env, command, first = world
-    again = _cli(*command, "--results", root / "head2", cwd=root, env=env)  # nothing local: a new head
-    out = again.stdout + again.stderr
-    assert again.returncode == 0, out[-3000:]
-    assert f"the record's in {storage}/smoke" in again.stdout, again.stdout[-3000:]
-    assert "Resuming experiment" in again.stdout
-    assert not (root / "head2" / "splits").exists() or not list((root / "head2" / "splits").rglob("*.npz")), \
-        "embeddings were computed again"
-    split_line = [line for line in first.stdout.splitlines() if line.startswith("Split (")][0]
-    assert split_line.split(" (")[-1].split(")")[0] in again.stdout  # the same split id
-    # The finished trials are kept, not run again: the same rows.
-    before = (root / "head1" / "smoke" / "leaderboard.csv").read_text().splitlines()
-    after = (root / "head2" / "smoke" / "leaderboard.csv").read_text().splitlines()
-    assert before[0] == after[0] and sorted(before[1:]) == sorted(after[1:])
 
 
 def test_a_fresh_head_with_other_settings_is_refused_before_ray(world) -> None:
