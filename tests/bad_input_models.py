@@ -81,6 +81,26 @@ def _experiment_copy_with_foreign_figure(w: World) -> None:
     (w.here / "exp" / "figures" / "comparison.png").write_text("my own picture")
 
 
+def _pack(w: World) -> None:
+    """The world's dataset packed into ``w.here / "pack"`` (``depth-grid pack``)."""
+    from grid.experiment.pack import pack_dataset
+    from trainables.data import DatasetSpec
+
+    pack_dataset(DatasetSpec.detect(w.data), str(w.here / "pack"))
+
+
+def _test_pack(w: World) -> None:
+    """Two of the world's images as a test list (no depth), packed: a test pack."""
+    from grid.experiment.pack import pack_dataset
+    from trainables.data import DatasetSpec
+
+    (w.here / "t").mkdir()
+    for name in ("sample_000000_rgb.png", "sample_000001_rgb.png"):
+        shutil.copy(w.data / name, w.here / "t" / name)
+    (w.here / "t" / "test_list.txt").write_text("sample_000000_rgb.png\nsample_000001_rgb.png\n")
+    pack_dataset(DatasetSpec.detect(w.here / "t", list_file="test_list.txt"), str(w.here / "tpack"))
+
+
 _PREDICT_LIST = lambda w: ["predict", "--experiment", w.exp, "--input", w.data / "train_list.txt"]  # noqa: E731
 _SUBMIT_LIST = lambda w: ["submit", "--experiment", w.exp, "--data", w.data, "--list", "train_list.txt"]  # noqa: E731
 _EVALUATE = lambda w: ["evaluate", "--pred", w.here / "p", "--data", w.data]  # noqa: E731
@@ -95,6 +115,11 @@ MODEL = [
          named="no trial 't9'"),
     Case("evaluate-missing-preds", lambda w: ["evaluate", "--pred", w.here / "none", "--data", w.data],
          named="prediction folder does not exist"),
+    Case("predict-pack-another-crop", lambda w: ["predict", "--experiment", w.exp, "--input", w.here / "pack",
+                                                 "--out", w.here / "p", "--crop", "eigen"],
+         setup=_pack, named="packed with --crop none, not 45,471,41,601"),
+    Case("evaluate-test-pack", lambda w: ["evaluate", "--pred", w.here / "p", "--data", w.here / "tpack"],
+         setup=_test_pack, named="a test pack (images only, no depth)"),
     Case("leaderboard-not-an-experiment", lambda w: ["leaderboard", w.here], named="experiment.json: not found"),
     Case("submit-no-test-list", lambda w: ["submit", "--experiment", w.exp, "--data", w.data, "--out",
                                            w.here / "s.csv"], named="test_list.txt: test list not found"),

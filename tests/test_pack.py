@@ -5,6 +5,7 @@ fetched at most once per node cache; every bad input is one line, exit 2, nothin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 from s3_server import S3Server, s3_server_fixture  # noqa: F401  (the fixture)
@@ -22,20 +24,21 @@ from s3_server import S3Server, s3_server_fixture  # noqa: F401  (the fixture)
 from grid.cli import command
 from grid.synth import generate
 from trainables.data import DatasetSpec, index_dataset, load_pair
-from trainables.packed import MANIFEST, open_pack
+from trainables.mm16 import encode, frame_size, to_metres_npy
+from trainables.packed import MANIFEST, content_hash, open_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 pack_main, check_main, split_main = command("pack"), command("check"), command("split")
 METRICS = ["si_rmse", "abs_rel", "rmse", "delta1"]
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", name="scenes")  # named: tests/test_pack_commands.py imports it
+def scenes_fixture(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("scenes"), scenes=5, views=3, size=(40, 56), seed=1)
 
 
-@pytest.fixture(scope="module")
-def s3_pack(s3_server: S3Server, scenes: Path) -> str:
+@pytest.fixture(scope="module", name="s3_pack")
+def s3_pack_fixture(s3_server: S3Server, scenes: Path) -> str:
     """The scenes packed into a bucket, 4 shards."""
     uri = s3_server.bucket("packs") + "/scenes"
     assert pack_main(["--data", str(scenes), "--out", uri, "--shard-mb", "0.05"]) == 0
@@ -118,9 +121,29 @@ def test_mm16_depth_is_within_half_a_millimetre_and_smaller(scenes: Path, tmp_pa
         assert np.array_equal(da > 0, db > 0)  # the same valid pixels
         worst = max(worst, float(np.abs(da - db).max()))
     assert 0 < worst <= 0.0005 + 1e-6, worst  # rounded, and by no more than half a millimetre
-    size = {p: sum(f.stat().st_size for f in (tmp_path / p).glob("shard-*.tar")) for p in ("exact", "mm")}
-    assert size["mm"] < 0.6 * size["exact"], size
+    depth_bytes = {}  # the depth members (at 40x56 the tar's 512-byte blocks would hide them)
+    for p in ("exact", "mm"):
+        index = json.loads((tmp_path / p / MANIFEST).read_text())["index"]
+        depth_bytes[p] = sum(row[index["columns"].index("depth_bytes")] for row in index["rows"])
+    assert depth_bytes["mm"] < 0.5 * depth_bytes["exact"], depth_bytes
+    with tarfile.open(tmp_path / "mm" / "shard-00000.tar") as tar:  # a zstd frame holding a standard .npy
+        member = tar.getmembers()[1]
+        frame = tar.extractfile(member).read()
+    assert member.name == "00000000.depth.mm16.npy.zst"
+    mm = np.load(io.BytesIO(pa.Codec("zstd").decompress(frame, decompressed_size=frame_size(frame))))
+    assert mm.dtype == np.uint16 and mm.shape == (40, 56)
     assert "packed 15 items" in out
+
+
+def test_mm16_members_read_back_as_metres_zstd_and_the_first_packs_png():
+    """``trainables.mm16``: the zstd member, and the 16-bit PNG the first mm16 packs stored."""
+    metres = np.array([[0.0, 0.0004, 65.535], [1.5, 0.0026, 3.0]], np.float32)
+    mm = np.array([[0, 1, 65535], [1500, 3, 3000]], np.uint16)  # 0 stays invalid; >= 1 mm once valid
+    png = io.BytesIO()
+    Image.fromarray(mm).save(png, format="PNG")
+    for member in (encode(metres), png.getvalue()):
+        back = np.load(io.BytesIO(bytes(to_metres_npy(member))))
+        assert back.dtype == np.float32 and np.array_equal(back, mm.astype(np.float32) / np.float32(1000))
 
 
 def test_mm16_refuses_depth_beyond_its_range(scenes: Path, tmp_path: Path, capsys):
@@ -339,6 +362,62 @@ def _copy_pack(server: S3Server, src: str, dst: str) -> None:
     for obj in s3.list_objects_v2(Bucket="packs", Prefix=src + "/")["Contents"]:
         s3.copy_object(Bucket="packs", Key=obj["Key"].replace(src, dst, 1),
                        CopySource={"Bucket": "packs", "Key": obj["Key"]})
+
+
+def test_a_full_cache_disk_is_one_line_before_any_download(scenes: Path, tmp_path: Path, capsys):
+    """The real disk and its real free space: a pack (a file:// URI, fetched into the cache as a
+    bucket's is) one of whose shards is a sparse file larger than the cache disk's free space.
+    Nothing is fetched, and a partial download already there is kept for a later resume."""
+    pack = tmp_path / "p"
+    assert pack_main(["--data", str(scenes), "--out", str(pack), "--shard-mb", "0.05"]) == 0
+    manifest = json.loads((pack / MANIFEST).read_text())
+    big = shutil.disk_usage(tmp_path).free + 2**40  # a TiB more than the disk has: no block written
+    with open(pack / "shard-00003.tar", "r+b") as fh:
+        fh.truncate(big)
+    manifest["shards"][3]["bytes"] = big
+    manifest["content_hash"] = content_hash(manifest)
+    (pack / MANIFEST).write_text(json.dumps(manifest))
+    folder = tmp_path / "cache" / "packs" / manifest["content_hash"][:16]
+    folder.mkdir(parents=True)
+    (folder / ".shard-00001.tar.part").write_bytes(b"x" * 100)  # a download cut short earlier
+    assert check_main(["--data", pack.as_uri(), "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = _error(capsys)
+    needed = sum(s["bytes"] for s in manifest["shards"]) - 100
+    assert f"{folder}: cache disk full: the 4 shard(s) of the pack not cached yet need" in err
+    assert f"({needed} bytes)" in err and "free there" in err
+    assert "--cache-dir" in err and "$DEPTH_GRID_CACHE_DIR" in err
+    assert [p.name for p in folder.iterdir()] == [".shard-00001.tar.part"]  # nothing fetched, the part kept
+    assert (folder / ".shard-00001.tar.part").read_bytes() == b"x" * 100
+
+
+def test_a_cache_disk_that_refuses_a_write_mid_download_keeps_the_part(s3_server: S3Server, s3_pack: str,
+                                                                         tmp_path: Path):
+    """A real refusal from the OS mid-download: the fetching process may write at most 10,000
+    bytes a file (``RLIMIT_FSIZE``, ``ulimit -f``: EFBIG, as a full disk's ENOSPC). One line, exit
+    2, each shard's part kept; the next fetch resumes them (one more ranged GET each)."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    cache = tmp_path / "cache"
+    shards = [f"/packs/scenes/shard-{i:05d}.tar" for i in range(4)]
+    before = [s3_server.gets(s) for s in shards]
+    done = subprocess.run([sys.executable, "-m", "grid.cli", "check", "--data", s3_pack, "--cache-dir", str(cache)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and "cache disk full: shard shard-0000" in err, err
+    assert "File too large; its part is kept: the next fetch resumes it" in err and "--cache-dir" in err
+    parts = sorted(cache.glob("packs/*/.shard-*.tar.part"))
+    assert parts and all(p.stat().st_size == 10_000 for p in parts)
+    resumed = [s3_server.gets(s) for s in shards]
+    assert check_main(["--data", s3_pack, "--cache-dir", str(cache)]) == 0
+    assert [s3_server.gets(s) - r for s, r in zip(shards, resumed, strict=True)] == [1, 1, 1, 1]
+    assert not list(cache.glob("packs/*/.shard-*.tar.part")) and len(list(cache.glob("packs/*/shard-*.tar"))) == 4
+    assert all(r - b <= 1 for r, b in zip(resumed, before, strict=True))
 
 
 def test_a_manifest_that_does_not_match_its_shards(s3_server: S3Server, s3_pack: str, tmp_path: Path, capsys):

@@ -9,13 +9,14 @@ A pack (written by ``depth-grid pack``, ``grid.experiment.pack``) is a folder or
 Reading (``open_pack``): the manifest is fetched and checked (its content hash, the shards' sizes
 in the bucket, the layout flags), and gives the items with each member's offset and size in its
 shard, so a shard is never parsed. A trial reads an item as a slice of the node-local copy of
-its shard, memory-mapped once per process, checked against the member's CRC-32 (``Pack.read``).
-Each shard is fetched at most once per node: under a file lock, into a temp name renamed into
-place once its SHA-256 matches the manifest (a partial download resumes where it stopped); a
-``.ok`` marker then spares other processes the hash. A cached shard found damaged since (a CRC
-fails, or its size or mtime changed) is hashed again and, if corrupt, fetched once more; a
-second mismatch is a ``DataError`` naming the shard. The cache root is ``--cache-dir`` (where the split
-keeps its embeddings), or ``$DEPTH_GRID_CACHE_DIR`` on a node that sets it.
+its shard, memory-mapped once per process, checked against the member's CRC-32 (``Pack.read``);
+an ``mm16`` depth is turned back into float32 metres (``trainables.mm16``). Each shard is
+fetched at most once per node, under a file lock (``trainables.pack_cache``: resumable, checked
+against the manifest's SHA-256, a full cache disk said before the first download). A cached
+shard found damaged since (a CRC fails, or its size or mtime changed) is hashed again and, if
+corrupt, fetched once more; a second mismatch is a ``DataError`` naming the shard. The cache
+root is ``--cache-dir`` (where the split keeps its embeddings), or ``$DEPTH_GRID_CACHE_DIR`` on a
+node that sets it.
 
 Not mosaicml-streaming or litdata: see docs/DESIGN.md (their pins conflict with this project's,
 and the plain tar layout keeps every encoded byte and opens with webdataset or ``tar``).
@@ -23,31 +24,30 @@ and the plain tar layout keeps every encoded byte and opens with webdataset or `
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import io
 import json
 import mmap
 import os
-import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainables import pack_cache
 from trainables.data import DataError, DatasetSpec, Item, parse_crop
-from trainables.io import atomic_write, is_uri
+from trainables.io import is_uri
+from trainables.pack_cache import CACHE_ENV, Shard, filesystem
+from trainables.pack_cache import first_line as _first_line
 
 MANIFEST = "depth-grid-pack.json"
 PACK_FORMAT = "depth-grid-pack"
 PACK_VERSION = 1
-CACHE_ENV = "DEPTH_GRID_CACHE_DIR"  # a node's own cache root, over the driver's --cache-dir
-CHUNK = 64 << 20  # bytes per ranged read of a download (one GET for a shard up to this size)
 INDEX_COLUMNS = ("key", "rgb", "depth", "shard", "rgb_offset", "rgb_bytes", "rgb_crc32", "depth_offset",
                  "depth_bytes", "depth_crc32", "rgb_sha1")
 _MAPS: dict[str, memoryview] = {}  # per process: a verified local shard -> its memory map
 _BAD: set[str] = set()  # per process: shards found corrupt after their second fetch
 _MANIFESTS: dict[str, dict[str, Any]] = {}  # per process: content hash -> the manifest open_pack read
+_ROOM: set[str] = set()  # per process: cache folders whose disk was checked for the missing shards
 FETCH_THREADS = 4
 
 
@@ -60,31 +60,6 @@ def content_hash(manifest: dict[str, Any]) -> str:
     """SHA-256 of the manifest's layout, shards and index (canonical JSON): the pack's identity."""
     body = {k: manifest[k] for k in ("layout", "shards", "index")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def filesystem(uri: str) -> tuple[Any, str]:
-    """pyarrow's filesystem for ``uri`` (S3 honours ``AWS_ENDPOINT_URL``) and the path in it."""
-    import pyarrow.fs as pafs
-
-    if not is_uri(uri):
-        return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except Exception as e:  # pyarrow: ArrowInvalid (a scheme it lacks), OSError (credentials, region)
-        raise DataError(f"{uri}: cannot open ({_first_line(e)}); check the URI and the credentials "
-                        "(AWS_ACCESS_KEY_ID / AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS)") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return next((ln.strip() for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
-
-
-@dataclass(frozen=True)
-class Shard:
-    name: str
-    bytes: int
-    sha256: str
-    items: int
 
 
 @dataclass(frozen=True)
@@ -126,9 +101,10 @@ class Pack:
 
     # ---- a trial: bytes from the node-local shard ----------------------------------------------
 
-    def read(self, item: Item, which: str) -> memoryview:
-        """A member's bytes (a read-only view of the mapped shard: no copy), checked against its
-        CRC-32 (a cached shard damaged since it was fetched is hashed and fetched again, once)."""
+    def read(self, item: Item, which: str) -> memoryview | bytearray:
+        """A member's bytes (a read-only view of the mapped shard: no copy; an mm16 depth: the
+        ``.npy`` of metres it decodes to), checked against its CRC-32 (a cached shard damaged
+        since it was fetched is hashed and fetched again, once)."""
         shard, *spans, _ = item.member
         at, n, crc = spans[:3] if which == "rgb" else spans[3:]
         data = self._map(shard)[at:at + n]
@@ -140,7 +116,9 @@ class Pack:
                 raise DataError(f"{self.shard_uri(self.shards[shard])}: corrupt shard ({item.name}'s {which} bytes "
                                 "do not match the manifest); pack the dataset again")
         if which == "depth" and item.depth.suffix.lower() == ".npy" and self.depth_encoding == "mm16":
-            return _mm16_npy(data)
+            from trainables.mm16 import to_metres_npy
+
+            return to_metres_npy(data)
         return data
 
     @property
@@ -179,24 +157,27 @@ class Pack:
         if self.shard_uri(shard) in _BAD:
             raise self._corrupt(shard)
         local = not is_uri(self.uri)
-        path, marker = self._path(shard), self.folder / f".{shard.name}.ok"
-        if not recheck and _marked(path, shard, marker):
+        path, marker = self._path(shard), pack_cache.marker(self.folder, shard)
+        if not recheck and pack_cache.marked(path, shard, marker):
             return path
         self.folder.mkdir(parents=True, exist_ok=True)
+        if not local and str(self.folder) not in _ROOM:  # before the first download: room for them all
+            pack_cache.check_room(self.folder, self.shards)
+            _ROOM.add(str(self.folder))
         from filelock import FileLock
 
         with FileLock(str(self.folder / f".{shard.name}.lock")):  # one fetch per node, whoever asks
-            if not recheck and _marked(path, shard, marker):
+            if not recheck and pack_cache.marked(path, shard, marker):
                 return path  # another process fetched it meanwhile
             fetched = 0
             while True:
-                if path.is_file() and _sha256(path) == shard.sha256:
-                    _mark(path, shard, marker)
+                if path.is_file() and pack_cache.sha256(path) == shard.sha256:
+                    pack_cache.mark(path, shard, marker)
                     return path
                 if local or fetched == 2:  # a bad copy is fetched again once; then it is the bucket's
                     break
                 path.unlink(missing_ok=True)
-                self._download(shard, path, fresh=fetched == 1)
+                pack_cache.download(self.uri, shard, path, fresh=fetched == 1)
                 fetched += 1
         _BAD.add(self.shard_uri(shard))
         raise self._corrupt(shard)
@@ -206,76 +187,13 @@ class Pack:
         return DataError(f"{self.shard_uri(shard)}: corrupt shard (its SHA-256 does not match the manifest's "
                          f"{shard.sha256[:12]}...{twice}); pack the dataset again or re-upload the shard")
 
-    def _download(self, shard: Shard, path: Path, *, fresh: bool) -> None:
-        """Into ``.<name>.part`` (resumed from its size unless ``fresh``), renamed when complete."""
-        part = path.with_name(f".{shard.name}.part")
-        if fresh:
-            part.unlink(missing_ok=True)
-        have = part.stat().st_size if part.is_file() else 0
-        if have > shard.bytes:
-            part.unlink()
-            have = 0
-        free = shutil.disk_usage(self.folder).free
-        if free < shard.bytes - have:
-            raise DataError(f"{self.folder}: cache disk full ({free >> 20} MiB free, shard {shard.name} needs "
-                            f"{(shard.bytes - have) >> 20} MiB); free space or point --cache-dir at a larger disk")
-        fs, root = filesystem(self.uri)
-        source = f"{root.rstrip('/')}/{shard.name}"
-        try:
-            with fs.open_input_file(source) as src, open(part, "ab") as dst:
-                src.seek(have)
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise DataError(f"{self.folder}: cache disk full while fetching {shard.name}; free space or "
-                                "point --cache-dir at a larger disk") from None
-            raise DataError(f"{self.shard_uri(shard)}: cannot read ({_first_line(e)})") from None
-        os.replace(part, path)
-
 
 def _rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     columns = manifest["index"]["columns"]
     return [dict(zip(columns, row, strict=True)) for row in manifest["index"]["rows"]]
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _mark(path: Path, shard: Shard, marker: Path) -> None:
-    """Record in ``marker`` that ``path`` (as it is now: size, mtime) has the manifest's hash."""
-    st = path.stat()
-    with atomic_write(marker) as fh:
-        json.dump({"sha256": shard.sha256, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}, fh)
-
-
-def _marked(path: Path, shard: Shard, marker: Path) -> bool:
-    """Whether ``path`` was checked against ``shard``'s hash and has not changed since."""
-    try:
-        st, mark = path.stat(), json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return (mark.get("sha256") == shard.sha256 and st.st_size == shard.bytes == mark.get("bytes")
-            and mark.get("mtime_ns") == st.st_mtime_ns)
-
-
 # ---- opening a pack ---------------------------------------------------------------------------
-
-def _mm16_npy(png: bytes | memoryview) -> bytes:
-    """A 16-bit PNG of millimetres as the ``.npy`` of float32 metres the item's list names (0 stays
-    0: invalid), so the readers see what the loose file held, to within 0.5 mm."""
-    import numpy as np
-    import torch
-    from torchvision.io import ImageReadMode, decode_png
-
-    # torchvision's decoder: a fifth of PIL's time on 16-bit PNGs (2 ms against 9 at 426x560)
-    mm = decode_png(torch.frombuffer(bytearray(png), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)[0].numpy()
-    buffer = io.BytesIO()
-    np.save(buffer, mm.astype(np.float32) / np.float32(1000.0))
-    return buffer.getvalue()
-
 
 def read_manifest(uri: str) -> dict[str, Any]:
     """The pack's manifest at ``uri`` (a URI or a local folder), checked against its content hash."""
@@ -344,13 +262,18 @@ def _show(value: Any) -> str:
         value, float) else str(value)
 
 
-def open_pack(data: str | os.PathLike, cache_dir: str | os.PathLike, **flags: Any) -> DatasetSpec:
+def open_pack(data: str | os.PathLike, cache_dir: str | os.PathLike, *, images_only: bool = False,
+              **flags: Any) -> DatasetSpec:
     """The ``DatasetSpec`` of the pack at ``data`` (a folder or a URI): its manifest checked and
     kept in memory, its shards' sizes checked, the layout flags given (``format``, ``list_file``,
     ``depth_scale``, ``crop``; None: the pack's) checked against it. Reads no shard and writes
-    nothing: shards reach ``<cache_dir>/packs/`` when an item is first read."""
+    nothing: shards reach ``<cache_dir>/packs/`` when an item is first read. A test pack (images
+    only, ``grid.experiment.pack``) is refused unless ``images_only`` (predicting, submitting)."""
     uri = str(data) if is_uri(data) else str(Path(data).expanduser().resolve())
     manifest = read_manifest(uri)
+    if manifest["layout"].get("test") and not images_only:
+        raise DataError(f"{uri.rstrip('/')}/{MANIFEST}: a test pack (images only, no depth): predict and submit "
+                        "read it; pack the data with its depth for this command")
     shards = tuple(Shard(s["name"], int(s["bytes"]), s["sha256"], int(s["items"])) for s in manifest["shards"])
     _check_shards(uri, shards)
     layout = _layout(manifest, f"{uri.rstrip('/')}/{MANIFEST}", flags)
@@ -361,10 +284,11 @@ def open_pack(data: str | os.PathLike, cache_dir: str | os.PathLike, **flags: An
                        depth_scale=layout["depth_scale"], crop=layout["crop"], pack=pack)
 
 
-def dataset_spec(data: str | os.PathLike, cache_dir: str | os.PathLike, **flags: Any) -> DatasetSpec:
+def dataset_spec(data: str | os.PathLike, cache_dir: str | os.PathLike, *, images_only: bool = False,
+                 **flags: Any) -> DatasetSpec:
     """``--data``'s ``DatasetSpec``: a pack (a URI, or a folder with a manifest) through
-    ``open_pack``, else a dataset folder through ``DatasetSpec.detect``; ``flags`` are the
-    layout options (``None``: detected, or the pack's)."""
+    ``open_pack`` (a test pack only with ``images_only``), else a dataset folder through
+    ``DatasetSpec.detect``; ``flags`` are the layout options (``None``: detected, or the pack's)."""
     if is_pack(data):
-        return open_pack(data, cache_dir, **flags)
+        return open_pack(data, cache_dir, images_only=images_only, **flags)
     return DatasetSpec.detect(Path(data), **{k: v for k, v in flags.items() if v is not None})

@@ -41,7 +41,8 @@ def check(
     from grid.doctor import check_dataset
     from trainables.packed import dataset_spec
 
-    spec = dataset_spec(data, cache_dir, format=format, list_file=list_file, depth_scale=depth_scale, crop=crop)
+    spec = dataset_spec(data, cache_dir, images_only=test, format=format, list_file=list_file, depth_scale=depth_scale,
+                        crop=crop)
     if spec.pack is not None:
         spec.pack.fetch()  # every shard fetched and checked: a corrupt one is the pack's error, not its items'
     report = check_dataset(spec, test=test, workers=workers)

@@ -15,7 +15,7 @@ from grid.cli import _options as o
 def evaluate(
     ctx: typer.Context,
     pred: Annotated[Path | None, typer.Option(help="folder of prediction .npy files (metres)")] = None,
-    data: Annotated[Path | None, typer.Option(help="dataset folder with the ground truth")] = None,
+    data: Annotated[str | None, typer.Option(metavar="DIR|URI", help="dataset folder with the ground truth, or a pack (depth-grid pack): its folder or its s3:// / gs:// URI")] = None,
     format: Annotated[Literal["cil", "pairs", "kitti"] | None, typer.Option(
         help="dataset layout (default: detected; kitti: its own folder structure, depth PNG / 256)")] = None,
     list_file: Annotated[str | None, typer.Option("--list", help="list file, relative to --data or absolute")] = None,
@@ -50,6 +50,7 @@ def evaluate(
                           "its validation split, against each of them")] = None,
     device: o.Device = None,
     plugins: o.Plugins = None,
+    cache_dir: Annotated[Path, typer.Option(help="with a pack: the node-local cache of its shards (packs/ inside; $DEPTH_GRID_CACHE_DIR overrides it)")] = Path("results/splits"),
 ) -> None:
     """Score a folder of depth predictions against a dataset's ground truth.
 
@@ -65,6 +66,7 @@ def evaluate(
       depth-grid evaluate --pred preds/ --data nyu_test/ --format pairs --depth-scale 1000 --protocol nyu
       depth-grid evaluate --pred preds/ --data kitti/ --protocol kitti_garg --align median
       depth-grid evaluate --experiment results/grid1 --ensemble 3
+      depth-grid evaluate --pred preds/ --data s3://BUCKET/nyu-packed --cache-dir /mnt/ssd/cache
     """
     from grid.experiment.record import Experiment
     from trainables.protocols import get_protocol
@@ -81,17 +83,25 @@ def evaluate(
         raise UsageError("--pred and --data are required (or --experiment with --ensemble K)", ctx)
     from grid.inference.evaluate import evaluate as score
     from grid.inference.evaluate import experiment_protocol, format_table
-    from grid.inference.inputs import DataSettings, with_settings
+    from grid.inference.inputs import DataSettings, pack_inputs, with_settings
     from trainables.data import DatasetSpec
+    from trainables.packed import is_pack
 
-    spec = DatasetSpec.detect(data, format, list_file=list_file)
-    spec, applied = with_settings(spec, DataSettings(crop=crop, depth_scale=depth_scale), DataSettings.of(exp))
+    given = DataSettings(format=format, crop=crop, depth_scale=depth_scale)
+    if is_pack(data):  # its own layout; a flag that disagrees is refused
+        found = pack_inputs(data, explicit=given, experiment=DataSettings.of(exp), cache_dir=cache_dir,
+                            list_file=list_file, require_depth=True)
+        spec, described = found.spec, found.describe
+    else:
+        spec = DatasetSpec.detect(data, format, list_file=list_file)
+        spec, applied = with_settings(spec, given, DataSettings.of(exp))
+        described = f"{spec.format} list {spec.list_path}; {applied}"
     if protocol is None and DataSettings.of(exp).format in (None, spec.format):  # as the crop: the same layout
         protocol = experiment_protocol(exp)
     protocol = protocol or "none"
     result = score(pred, spec, resize=resize, out=json, overwrite=overwrite, experiment=exp, protocol=protocol,
                    align=align, align_space=align_space, mean=mean)
-    print(f"ground truth: {spec.format} list {spec.list_path}; {applied}")
+    print(f"ground truth: {described}")
     print(format_table(result))
     if json is not None:
         print(f"wrote {json}")

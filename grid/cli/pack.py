@@ -21,15 +21,16 @@ def pack(
         parser=crop_box, metavar="CROP", help=f"{CROP_HELP}; recorded, applied when read")] = None,
     shard_mb: Annotated[float, typer.Option(min=0.001, help="shard size in MiB (a shard holds at least one item)")] = 256,
     workers: Annotated[int | None, typer.Option(help="threads checking the items (default: one per core, <= 8)")] = None,
-    depth: Annotated[Literal["exact", "mm16"], typer.Option(help="how .npy depth (float32 metres) is stored: exact bytes, or mm16: whole millimetres in a 16-bit PNG (at most 0.5 mm off, about a fifth of the size)")] = "exact",
+    depth: Annotated[Literal["exact", "mm16"], typer.Option(help="how .npy depth (float32 metres) is stored: exact bytes, or mm16: whole millimetres, zstd-compressed (at most 0.5 mm off, about a twentieth of the bytes)")] = "exact",
 ) -> None:
-    """Pack a dataset into tar shards and a manifest, for `--data DIR|URI` of run, check, split.
+    """Pack a dataset into tar shards and a manifest, for `--data DIR|URI` of run, check, split,
+    submit and evaluate, `--eval-data NAME=URI` and `predict --input URI`.
 
     Every item is read and checked first (as `depth-grid check` does): a bad item stops the pack
     before anything is written. RGB keeps its files' exact bytes, and so does depth (error: 0 m)
     unless --depth mm16 stores .npy depth as 16-bit millimetres (error at most 0.0005 m).
     The layout settings (format, list, depth scale, crop) are recorded in the manifest, which
-    is written last.
+    is written last. A test list (no depth files) packs its images only, for predict and submit.
 
     \b
     examples:

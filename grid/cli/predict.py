@@ -13,7 +13,7 @@ from grid.cli import _options as o
 
 
 def predict(
-    input: Annotated[str, typer.Option("--input", help="image folder, image file, or list file")],
+    input: Annotated[str, typer.Option("--input", metavar="PATH|URI", help="image folder, image file, list file, or a pack (depth-grid pack): its folder or its s3:// / gs:// URI")],
     out: Annotated[Path, typer.Option(help="output folder")],
     checkpoint: o.Checkpoint = None,
     experiment: o.ExperimentDir = None,
@@ -28,6 +28,7 @@ def predict(
     format: o.Format = None,
     overwrite: o.Overwrite = False,
     plugins: o.Plugins = None,
+    cache_dir: Annotated[Path, typer.Option(help="with a pack: the node-local cache of its shards (packs/ inside; $DEPTH_GRID_CACHE_DIR overrides it)")] = Path("results/splits"),
 ) -> None:
     """Depth maps (float32 metres .npy plus a coloured PNG) for images with a trained model.
 
@@ -45,6 +46,7 @@ def predict(
       depth-grid predict --experiment results/smoke --input photos/ --out preds/
       depth-grid predict --checkpoint ckpt/checkpoint.pt --input data/test_list.txt --out preds/
       depth-grid predict --experiment results/grid1 --ensemble 3 --input photos/ --out preds/
+      depth-grid predict --experiment s3://BUCKET/results/grid1 --input s3://BUCKET/nyu-packed --out preds/
     """
     from grid.inference.inputs import DataSettings
     from grid.inference.predict import check_device
@@ -55,7 +57,7 @@ def predict(
     ckpt, exp = o.source(checkpoint, experiment, ensemble)
     explicit = DataSettings(format=format, crop=crop)
     options = {"image_size": image_size, "batch_size": batch_size, "device": device, "num_workers": workers,
-               "png": not no_png, "explicit": explicit, "tta": tta, "overwrite": overwrite}
+               "png": not no_png, "explicit": explicit, "tta": tta, "overwrite": overwrite, "cache_dir": cache_dir}
     if ensemble is not None:
         from grid.inference.ensemble import predict_ensemble
 

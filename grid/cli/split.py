@@ -72,7 +72,8 @@ def split(
     items = index_dataset(spec, require_depth=False)
     if against:
         _audit(spec, items, against, threshold=threshold, json_out=json_out, figure=figure, out=out,
-               cache=None if no_cache else cache_dir.resolve(), batch_size=batch_size, device=device)
+               cache=None if no_cache else cache_dir.resolve(), batch_size=batch_size, device=device,
+               cache_dir=cache_dir)
         return
     if json_out is not None:
         raise typer.BadParameter("goes with --against NAME=DIR (it writes the audit)", param_hint="--json")
@@ -94,12 +95,12 @@ def split(
         print(f"figure written to {cluster_figure(figure, items, spec, result.cluster_of, set(result.val))}")
 
 
-def _against_sets(texts: list[str]) -> list:
+def _against_sets(texts: list[str], cache_dir: Path) -> list:
     """``--against`` values as ``AuditSet``s, each folder and list read (RGB files only)."""
     from grid.experiment.eval_data import parse_eval_data
     from grid.split.audit import AuditSet
     from trainables.config import ConfigError
-    from trainables.data import DataError, DatasetSpec, index_dataset
+    from trainables.data import DataError, index_dataset
 
     sets, names = [], set()
     for text in texts:
@@ -111,7 +112,7 @@ def _against_sets(texts: list[str]) -> list:
             raise ConfigError(f"--against: name {parsed.name!r} given more than once")
         names.add(parsed.name)
         try:
-            set_spec = DatasetSpec.detect(parsed.root, **parsed.spec_kwargs())
+            set_spec = parsed.dataset_spec(cache_dir, images_only=True)  # a folder, or a pack (a test pack too)
             sets.append(AuditSet(parsed.name, set_spec, index_dataset(set_spec, require_depth=False)))
         except DataError as e:
             raise DataError(f"--against {parsed.name}: {e}") from None
@@ -120,12 +121,12 @@ def _against_sets(texts: list[str]) -> list:
 
 def _audit(spec, items: list, against: list[str], *, threshold: float, json_out: Path | None,
            figure: Path | None, out: Path | None, cache: Path | None, batch_size: int,
-           device: str | None) -> None:
+           device: str | None, cache_dir: Path) -> None:
     """``--against``: the leakage audit of each set against all of ``--data`` (no split)."""
     if out is not None:
         raise typer.BadParameter("writes a split; with --against the command only audits (use --json)",
                                  param_hint="--out")
-    sets = _against_sets(against)
+    sets = _against_sets(against, cache_dir)
 
     from grid.split.audit import audit, format_audit
     from trainables.io import write_json

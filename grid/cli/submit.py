@@ -13,12 +13,12 @@ from grid.cli import _options as o
 
 
 def submit(
-    data: Annotated[Path, typer.Option(help="test data folder")],
+    data: Annotated[str, typer.Option(metavar="DIR|URI", help="test data folder, or a pack (depth-grid pack): its folder or its s3:// / gs:// URI")],
     out: Annotated[Path, typer.Option(help="submission CSV to write")],
     checkpoint: o.Checkpoint = None,
     experiment: o.ExperimentDir = None,
     ensemble: o.Ensemble = None,
-    list_file: Annotated[str, typer.Option("--list", help="test list, relative to --data or absolute")] = "test_list.txt",
+    list_file: Annotated[str | None, typer.Option("--list", help="test list, relative to --data or absolute (default: test_list.txt; a pack's own)")] = None,
     npy_dir: Annotated[Path | None, typer.Option(help="where the test list's .npy maps go (default: beside the CSV)")] = None,
     batch_size: o.BatchSize = 8,
     image_size: o.InputSize = None,
@@ -30,6 +30,7 @@ def submit(
     overwrite: o.Overwrite = False,
     audit: Annotated[bool, typer.Option("--audit/--no-audit", help="with --experiment: count the test images that have a near-duplicate among its training images (the split's MobileNet embeddings and threshold) and warn")] = True,
     plugins: o.Plugins = None,
+    cache_dir: Annotated[Path, typer.Option(help="with a pack: the node-local cache of its shards (packs/ inside; $DEPTH_GRID_CACHE_DIR overrides it)")] = Path("results/splits"),
 ) -> None:
     """A competition submission CSV (id,Depths; the competition's encoding) and the .npy maps.
 
@@ -51,7 +52,7 @@ def submit(
     ckpt, exp = o.source(checkpoint, experiment, ensemble)
     options = {"list_file": list_file, "npy_dir": npy_dir, "image_size": image_size, "batch_size": batch_size,
                "device": device, "num_workers": workers, "explicit": DataSettings(format=format, crop=crop),
-               "tta": tta, "overwrite": overwrite}
+               "tta": tta, "overwrite": overwrite, "cache_dir": cache_dir}
     if ensemble is not None:
         from grid.inference.ensemble import submit_ensemble
 
@@ -65,5 +66,5 @@ def submit(
     if exp is not None and audit:
         from grid.inference.submit import audit_test_list
 
-        for line in audit_test_list(exp, data, list_file, device=device):
+        for line in audit_test_list(exp, data, list_file, device=device, cache_dir=cache_dir):
             print(line)

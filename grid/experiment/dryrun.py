@@ -29,6 +29,10 @@ def dry_run(cfg: RunConfig, space_mod: ModuleType, plan: Plan) -> str:
     cpus = (f"{cfg.cpus_per_trial:g}" if cfg.cpus_per_trial is not None
             else "1 on CPU, else the GPU nodes' CPUs per GPU (decided at start)")
     out.append(f"resources per trial: CPUs: {cpus}, GPUs: {gpus}")
+    if (cfg.gpus_per_trial or 0) > 1:  # data-parallel trials (trainables.distributed)
+        out.append(f"data-parallel: {cfg.gpus_per_trial:g} processes per trial, one per GPU; effective batch "
+                   f"batch_size x accum_steps unchanged, each process runs accum_steps / {cfg.gpus_per_trial:g} "
+                   "micro-batches per optimiser step; lr unchanged")
     if cfg.gpus_per_trial != 0:
         out.append(f"accelerator: {cfg.accelerator or 'the cheapest type the cluster has or can add'}"
                    f"{'' if cfg.accelerator else ' (decided at start; --accelerator TYPE|any)'}")
@@ -37,7 +41,8 @@ def dry_run(cfg: RunConfig, space_mod: ModuleType, plan: Plan) -> str:
         from grid.experiment.eval_data import describe as describe_sets
         from grid.experiment.eval_data import resolve_eval_sets
 
-        out.append(describe_sets(resolve_eval_sets(list(cfg.eval_data))))  # read and checked as a run would
+        sets = resolve_eval_sets(list(cfg.eval_data), cfg.cache_root)  # read and checked as a run would
+        out.append(describe_sets(sets))
     out.append(cost_estimate(cfg, plan, search))
     out.append(f"total: {trial_count(plan, search)} trial(s); nothing was started (--dry-run)")
     return "\n\n".join(out)

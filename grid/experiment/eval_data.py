@@ -7,7 +7,9 @@
 ``--eval-data nyu=/data/nyu_test:format=pairs,depth_scale=1000,protocol=nyu``. Each set is read
 and checked on the driver before Ray starts (a set that cannot be read stops the run, naming the
 file) and reaches the trials with the training data; they score their best weights on it as they
-end (``trainables.eval_sets``).
+end (``trainables.eval_sets``). ``DIR`` may be a pack (``depth-grid pack``: its folder, or its
+``s3://`` / ``gs://`` URI), read with its recorded layout through the node-local cache
+(``--cache-dir``; ``$DEPTH_GRID_CACHE_DIR`` on a node), as ``--data`` is.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from trainables.config import ConfigError
+from trainables.io import is_uri
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a column suffix: no '@', ',', ':' or spaces
 KEYS = ("format", "list", "depth_scale", "crop", "protocol")
+DEFAULT_CACHE = Path("results/splits")  # a pack's cache root when the caller names none (RunConfig.cache_root)
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,21 @@ class EvalData:
     """One parsed ``--eval-data`` argument (not yet read)."""
 
     name: str
-    root: Path
+    root: Path | str  # a folder, or a pack's URI (kept as text: a Path would fold its '//')
     options: tuple[tuple[str, Any], ...] = ()
 
     def spec_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``DatasetSpec.detect``, as ``grid.experiment.prepare.resolve_data`` takes them."""
         names = {"format": "format", "list": "list_file", "depth_scale": "depth_scale", "crop": "crop"}
         return {names[k]: v for k, v in self.options if k in names}
+
+    def dataset_spec(self, cache_dir: str | Path | None = None, *, images_only: bool = False) -> Any:
+        """The set's ``DatasetSpec``: a pack through its node-local cache (``cache_dir``, default
+        ``results/splits``: the driver's ``--cache-dir``; a test pack only with ``images_only``,
+        as ``split --against`` reads it), else the folder, detected."""
+        from trainables.packed import dataset_spec
+
+        return dataset_spec(self.root, cache_dir or DEFAULT_CACHE, images_only=images_only, **self.spec_kwargs())
 
     @property
     def protocol(self) -> str:
@@ -79,7 +91,7 @@ def parse_eval_data(text: str) -> EvalData:
             raise ConfigError(f"--eval-data {name}: unknown or empty option(s) {bad}; "
                                              f"keys: {', '.join(KEYS)}")
         options = tuple((k, _option(name, k, v)) for k, _, v in pairs)
-    return EvalData(name, Path(root).expanduser(), options)
+    return EvalData(name, root if is_uri(root) else Path(root).expanduser(), options)
 
 
 def check_unique(sets: list[EvalData]) -> None:
@@ -91,9 +103,10 @@ def check_unique(sets: list[EvalData]) -> None:
         raise ExperimentError(f"--eval-data: name(s) {dupes} given more than once")
 
 
-def resolve_eval_sets(sets: list[EvalData]) -> tuple:
-    """Each set's spec and items, read and checked (``DataError`` naming the set and the file)."""
-    from trainables.data import DataError, DatasetSpec, index_dataset, load_depth
+def resolve_eval_sets(sets: list[EvalData], cache_dir: str | Path | None = None) -> tuple:
+    """Each set's spec and items, read and checked (``DataError`` naming the set and the file);
+    a packed set's shards reach ``cache_dir`` (``EvalData.dataset_spec``) when first read."""
+    from trainables.data import DataError, index_dataset, load_depth
     from trainables.eval_sets import EvalSet
     from trainables.protocols import ProtocolError, get_protocol
 
@@ -101,7 +114,7 @@ def resolve_eval_sets(sets: list[EvalData]) -> tuple:
     out = []
     for s in sets:
         try:
-            spec = DatasetSpec.detect(s.root, **s.spec_kwargs())
+            spec = s.dataset_spec(cache_dir)
             items = tuple(index_dataset(spec))
             protocol = get_protocol(s.protocol)
             if protocol.crops:  # a crop or a frame size the protocol cannot work on: said before Ray starts

@@ -5,8 +5,9 @@ stops the pack before anything is written, naming it. The target must be new or 
 nothing there is replaced. Shards hold each file's original bytes (RGB never re-encoded, depth
 exact: 0 m error) in list order, as webdataset's ``<key>.rgb.<ext>`` / ``<key>.depth.<ext>``
 members; each member's offset is recorded, so readers never parse a tar. ``depth="mm16"`` stores
-a ``.npy`` depth (float32 metres) as a 16-bit PNG of millimetres instead (``DEPTH_ENCODINGS``):
-at most 0.5 mm off, about a fifth of the bytes; readers turn it back into metres. The manifest is written
+a ``.npy`` depth (float32 metres) as zstd-compressed uint16 millimetres instead
+(``trainables.mm16``): at most 0.5 mm off, about a twentieth of the bytes; readers turn it back
+into metres. The manifest is written
 last: a folder or prefix without it is not a pack. ``trainables.packed`` reads packs.
 """
 
@@ -36,10 +37,10 @@ from trainables.packed import (
 )
 
 SHARD_MB = 256  # default shard size: ~100 shards for the competition's 25 GB, each one ranged download
-# How a .npy depth (float32 metres) is stored: its bytes, or rounded to whole millimetres in a
-# 16-bit PNG (0 = invalid, as in the loose file's 0/NaN/inf; 1 mm..65.535 m). PNG depths keep their bytes.
+# How a .npy depth (float32 metres) is stored: its bytes, or rounded to whole millimetres,
+# zstd-compressed (trainables.mm16: 0 = invalid, as in the loose file's 0/NaN/inf; 1 mm..65.535 m).
+# PNG depths keep their bytes.
 DEPTH_ENCODINGS = {"exact": 0.0, "mm16": 0.0005}  # name -> the largest error in metres
-MM16_MAX_M = 65.535
 SHOWN_PROBLEMS = 3
 
 
@@ -53,10 +54,12 @@ class PackSummary:
     bytes: int
     loose_bytes: int
     content_hash: str
+    test: bool = False  # a test list's images only
 
     def line(self) -> str:
         ratio = self.bytes / self.loose_bytes if self.loose_bytes else float("nan")
-        return (f"packed {self.items} items into {self.shards} shard(s) at {self.out}: {self.bytes / 2**20:.1f} MiB "
+        what = "items (images only: a test list)" if self.test else "items"
+        return (f"packed {self.items} {what} into {self.shards} shard(s) at {self.out}: {self.bytes / 2**20:.1f} MiB "
                 f"({ratio:.3f} of the loose files' {self.loose_bytes / 2**20:.1f} MiB), content hash "
                 f"{self.content_hash[:16]}")
 
@@ -123,11 +126,12 @@ def _first(error: BaseException) -> str:
     return next((ln.strip() for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
 
 
-def check_all(spec: DatasetSpec, workers: int | None = None) -> None:
-    """Every item read as ``depth-grid check`` reads it; a ``DataError`` naming the bad ones."""
+def check_all(spec: DatasetSpec, workers: int | None = None, test: bool = False) -> None:
+    """Every item read as ``depth-grid check`` reads it (``--test``: the images only); a
+    ``DataError`` naming the bad ones."""
     from grid.doctor import check_dataset
 
-    report = check_dataset(spec, workers=workers, progress=False)
+    report = check_dataset(spec, test=test, workers=workers, progress=False)
     bad = report.bad
     if bad:
         shown = "; ".join(f"{r.name}: {' '.join(r.problems)}" for r in bad[:SHOWN_PROBLEMS])
@@ -151,25 +155,20 @@ def _read(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def mm16_png(item: Item, raw: bytes) -> bytes:
-    """A ``.npy`` depth in metres as a 16-bit PNG of whole millimetres (``DEPTH_ENCODINGS``); a
-    ``DataError`` naming the item when some depth lies beyond 65.535 m."""
-    import numpy as np
-    from PIL import Image
-
+def mm16_member(item: Item, raw: bytes) -> bytes:
+    """A ``.npy`` depth in metres as whole millimetres (``trainables.mm16``); a ``DataError``
+    naming the item when some depth lies beyond 65.535 m."""
+    from trainables import mm16
     from trainables.data import _decode_depth, _to_metres
 
     metres = _to_metres(_decode_depth(item.depth, raw), item.depth, 1.0)
-    if metres.max() > MM16_MAX_M:
+    if metres.max() > mm16.MAX_M:
         raise DataError(f"{item.depth}: depth up to {metres.max():.3f} m does not fit 16-bit millimetres "
-                        f"(<= {MM16_MAX_M} m): pack with --depth exact")
-    mm = np.where(metres > 0, np.clip(np.rint(metres * 1000.0), 1, 65535), 0).astype(np.uint16)
-    buffer = io.BytesIO()
-    Image.fromarray(mm).save(buffer, format="PNG")
-    return buffer.getvalue()
+                        f"(<= {mm16.MAX_M} m): pack with --depth exact")
+    return mm16.encode(metres)
 
 
-def _write_shards(target: _Target, items: list[Item], shard_bytes: int, depth: str = "exact"
+def _write_shards(target: _Target, items: list[Item], shard_bytes: int, depth: str = "exact", test: bool = False
                   ) -> tuple[list[dict], list[list], int]:
     """The shards (name, bytes, sha256, items) and the index rows; items in list order."""
     shards: list[dict] = []
@@ -184,11 +183,13 @@ def _write_shards(target: _Target, items: list[Item], shard_bytes: int, depth: s
                 end = start
                 while end < len(items) and (end == start or tar.offset < shard_bytes):
                     item, key = items[end], f"{end:08d}"
-                    rgb, raw = _read(item.rgb), _read(item.depth)
+                    rgb, raw = _read(item.rgb), b"" if test else _read(item.depth)
                     loose += len(rgb) + len(raw)
                     rgb_at = _member(tar, f"{key}.rgb{item.rgb.suffix.lower()}", rgb)
-                    if depth == "mm16" and item.depth.suffix.lower() == ".npy":
-                        depth_at = _member(tar, f"{key}.depth.mm16.png", mm16_png(item, raw))
+                    if test:  # a test list's images only: its depth entries name the predictions
+                        depth_at = (0, 0, 0)
+                    elif depth == "mm16" and item.depth.suffix.lower() == ".npy":
+                        depth_at = _member(tar, f"{key}.depth.mm16.npy.zst", mm16_member(item, raw))
                     else:
                         depth_at = _member(tar, f"{key}.depth{item.depth.suffix.lower()}", raw)
                     rows.append([key, item.name, item.depth_rel, len(shards), *rgb_at, *depth_at,
@@ -205,6 +206,10 @@ def pack_dataset(spec: DatasetSpec, out: str, *, shard_mb: float = SHARD_MB, wor
     ``s3://`` with ``AWS_ENDPOINT_URL`` for S3-compatible stores, ``gs://``); ``depth``: how a
     ``.npy`` depth is stored (``DEPTH_ENCODINGS``: ``exact`` bytes, or ``mm16``).
 
+    A list none of whose depth files exist (a test list: ``test_list.txt``) packs its images
+    only, as a test pack (``layout.test``): ``predict`` and ``submit`` read it, the commands that
+    need depth refuse it.
+
     Raises:
         DataError: a bad item (named; nothing written), a target that is not empty, a URI that
             cannot be written.
@@ -213,16 +218,20 @@ def pack_dataset(spec: DatasetSpec, out: str, *, shard_mb: float = SHARD_MB, wor
         raise DataError(f"--depth {depth}: unknown; valid: {', '.join(DEPTH_ENCODINGS)}")
     target = _Target(out)
     target.check_empty()
-    items = index_dataset(spec)
-    check_all(spec, workers)
+    items = index_dataset(spec, require_depth=False)
+    test = not any(item.depth.is_file() for item in items)  # a test list: images only
+    items = items if test else index_dataset(spec)  # else every depth file must be there
+    check_all(spec, workers, test)
     try:
-        shards, rows, loose = _write_shards(target, items, int(shard_mb * 2**20), depth)
+        shards, rows, loose = _write_shards(target, items, int(shard_mb * 2**20), depth, test)
+        layout = {"format": spec.format, "list": spec.list_path.name, "depth_scale": spec.depth_scale,
+                  "crop": list(spec.crop) if spec.crop else None, "key_order": "list",
+                  "members": ["<key>.rgb<ext>", "<key>.depth<ext>"], "depth_encoding": depth,
+                  "depth_max_error_m": DEPTH_ENCODINGS[depth]}
+        if test:  # only then: a pack with depth keeps the layout (and content hash) it always had
+            layout.update(members=["<key>.rgb<ext>"], depth_encoding="none", test=True)
         manifest: dict[str, Any] = {
-            "format": PACK_FORMAT, "version": PACK_VERSION,
-            "layout": {"format": spec.format, "list": spec.list_path.name, "depth_scale": spec.depth_scale,
-                       "crop": list(spec.crop) if spec.crop else None, "key_order": "list",
-                       "members": ["<key>.rgb<ext>", "<key>.depth<ext>"], "depth_encoding": depth,
-                       "depth_max_error_m": DEPTH_ENCODINGS[depth]},
+            "format": PACK_FORMAT, "version": PACK_VERSION, "layout": layout,
             "items": len(rows), "loose_bytes": loose, "shards": shards,
             "index": {"columns": list(INDEX_COLUMNS), "rows": rows},
         }
@@ -233,4 +242,4 @@ def pack_dataset(spec: DatasetSpec, out: str, *, shard_mb: float = SHARD_MB, wor
         target.remove_written()
         raise
     return PackSummary(target.uri, len(rows), len(shards), sum(s["bytes"] for s in shards), loose,
-                       manifest["content_hash"])
+                       manifest["content_hash"], test)

@@ -157,7 +157,7 @@ def preflight(cfg: RunConfig, *, dry_run: bool = False) -> Checked:
         decide(cfg.gpus_per_trial, [gpus], ())  # refuses GPUs it lacks, as cluster_gpus would
         if cfg.cpus_per_trial is not None:
             check_cpus(cfg.cpus_per_trial, [cpus], [])
-    check_eval_data(cfg.eval_data)
+    check_eval_data(cfg.eval_data, cfg.cache_root)
     results = cfg.results.expanduser().resolve()
     storage = storage_root(cfg)
     for folder in local_folders(storage, results):
@@ -214,4 +214,4 @@ def stored_record(folder: Path, storage: str) -> Path:
 def eval_sets_of(cfg: RunConfig) -> tuple:
     from grid.experiment.eval_data import resolve_eval_sets
 
-    return resolve_eval_sets(list(cfg.eval_data)) if cfg.eval_data else ()
+    return resolve_eval_sets(list(cfg.eval_data), cfg.cache_root) if cfg.eval_data else ()

@@ -163,14 +163,14 @@ def spec_summary(spec: DatasetSpec, n_items: int) -> str:
             + (f", depth scale {spec.depth_scale:g}" if spec.format == "pairs" else ""))
 
 
-def check_eval_data(eval_data: tuple) -> None:
+def check_eval_data(eval_data: tuple, cache_dir: Path | None = None) -> None:
     """Each ``--eval-data`` set's folder, list and item headers, as ``checked_items`` checks the
     training data (``resolve_eval_sets`` reads them again for the trials, with torch loaded)."""
     from trainables.data import DataError
 
     for s in eval_data:
         try:
-            checked_items(DatasetSpec.detect(s.root, **s.spec_kwargs()))
+            checked_items(s.dataset_spec(cache_dir))  # a pack (folder or URI) through the node cache
         except DataError as e:
             raise DataError(f"--eval-data {s.name}: {e}") from e
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from trainables.io import atomic_write
+from trainables.pack_cache import filesystem
 
 RECORD_FILES = ("experiment.json", "split.json", "leaderboard.csv", "leaderboard.md", "leaderboard_groups.csv",
                 "ensemble.json")
@@ -41,10 +42,9 @@ def record_uri(storage: str, name: str) -> str:
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except Exception as e:  # unknown scheme, missing credentials or region, bad endpoint
-        raise RemoteError(f"{uri}: cannot open the storage ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    """The storage's filesystem, as packs open theirs (an unknown scheme, missing credentials or
+    region, a bad endpoint: a ``RemoteError`` naming the URI)."""
+    return filesystem(uri, error=RemoteError)
 
 
 def upload_record(folder: Path, target: str) -> str:

@@ -116,7 +116,8 @@ def predict_ensemble(experiment: Experiment, k: int, source: str | Path, out: st
                      image_size: tuple[int, int] | None = None, batch_size: int = 8,
                      device: str | None = None, num_workers: int = 0, png: bool = True,
                      progress: bool = True, explicit: DataSettings | None = None,
-                     tta: bool | None = None, overwrite: bool = False) -> list[Path]:
+                     tta: bool | None = None, overwrite: bool = False,
+                     cache_dir: str | Path | None = None) -> list[Path]:
     """``grid.inference.predict.predict`` with the top-``k`` ensemble; returns the ``.npy`` paths
     written. The inputs and outputs are checked before any member loads."""
     from grid.inference.inputs import NO_SETTINGS, DataSettings, collect
@@ -125,7 +126,8 @@ def predict_ensemble(experiment: Experiment, k: int, source: str | Path, out: st
     from grid.inference.predict import write_predictions as write
 
     experiment.top_trials(k)  # enough finished trials, before any image is read
-    found = collect(source, explicit=explicit or NO_SETTINGS, experiment=DataSettings.of(experiment))
+    found = collect(source, explicit=explicit or NO_SETTINGS, experiment=DataSettings.of(experiment),
+                    cache_dir=cache_dir)
     prediction_outputs(found.items, out, png=png, reads=Reads().add_inputs(found).add_experiment(experiment),
                        overwrite=overwrite)
     depths = ensemble_depths(experiment, k, found, image_size=image_size, batch_size=batch_size, device=device,
@@ -167,11 +169,11 @@ def evaluate_ensemble(experiment: Experiment, k: int, *, device: str | None = No
 
 
 def submit_ensemble(experiment: Experiment, k: int, data: str | Path, out: str | Path, *,
-                    list_file: str = "test_list.txt", npy_dir: str | Path | None = None,
+                    list_file: str | None = None, npy_dir: str | Path | None = None,
                     image_size: tuple[int, int] | None = None, batch_size: int = 8,
                     device: str | None = None, num_workers: int = 0, progress: bool = True,
                     explicit: DataSettings | None = None, tta: bool | None = None,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, cache_dir: str | Path | None = None) -> Path:
     """``grid.submit.submit`` with the top-``k`` ensemble: the same CSV format and ``.npy`` maps,
     the same checks of the inputs and outputs before any member loads."""
     from grid.inference.inputs import NO_SETTINGS, DataSettings
@@ -180,7 +182,7 @@ def submit_ensemble(experiment: Experiment, k: int, data: str | Path, out: str |
 
     experiment.top_trials(k)  # enough finished trials, before any image is read
     found, ids = submission_inputs(data, list_file, explicit=explicit or NO_SETTINGS,
-                                   experiment=DataSettings.of(experiment))
+                                   experiment=DataSettings.of(experiment), cache_dir=cache_dir)
     submission_outputs(found.items, out, npy_dir=npy_dir, reads=Reads().add_inputs(found).add_experiment(experiment),
                        overwrite=overwrite)
     depths = ensemble_depths(experiment, k, found, image_size=image_size, batch_size=batch_size, device=device,

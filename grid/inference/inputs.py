@@ -5,7 +5,10 @@ a list file or data folder in the experiment's dataset layout (its ``pairs.txt``
 ``test_list.txt``, any list of the same format) is read with the experiment's format, crop and
 depth scale, so predictions see what validation saw. A folder or file of one's own images is
 predicted whole, at each image's size. Flags given explicitly (``--crop``, ``--depth-scale``,
-``--format``) override both, and ``describe`` says what was applied.
+``--format``) override both, and ``describe`` says what was applied. A pack (``depth-grid
+pack``: its folder, or its ``s3://`` / ``gs://`` URI) is read with the layout it records, through
+the node-local cache (``--cache-dir``, or ``$DEPTH_GRID_CACHE_DIR`` on a node); a flag that says
+otherwise is refused, naming both, as ``run`` and ``check`` refuse it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, UnidentifiedImageError
 
 from trainables.data import DEFAULT_LISTS, DataError, DatasetSpec, Item, index_dataset, sniff_format
+from trainables.packed import is_pack
 
 if TYPE_CHECKING:
     from grid.experiment.record import Experiment
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # A data folder's list, in this order of preference: predicting is usually for the test list.
 FOLDER_LISTS = ("test_list.txt", DEFAULT_LISTS["pairs"], DEFAULT_LISTS["cil"])
+DEFAULT_CACHE = Path("results/splits")  # a pack's node-local cache root without --cache-dir (as check's)
 
 
 @dataclass(frozen=True)
@@ -113,9 +118,31 @@ def image_inputs(source: Path, *, crop: str | tuple[int, int, int, int] | None =
     return Inputs(items, spec, f"{len(items)} image(s) from {source}, {how}")
 
 
+def pack_inputs(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
+                experiment: DataSettings = NO_SETTINGS, cache_dir: str | Path | None = None,
+                list_file: str | None = None, require_depth: bool = False) -> Inputs:
+    """A pack's items, read with its own layout (``explicit`` flags and a ``list_file`` that
+    disagree with it are refused); a test pack (images only) unless ``require_depth``."""
+    from trainables.packed import open_pack
+
+    spec = open_pack(source, cache_dir or DEFAULT_CACHE, images_only=not require_depth, format=explicit.format,
+                     crop=explicit.crop, depth_scale=explicit.depth_scale, list_file=list_file)
+    note = f"crop {spec.crop or 'none'} (the pack's)"
+    if spec.format == "pairs":
+        note += f"; depth scale {spec.depth_scale:g} (the pack's)"
+    theirs = experiment.crop if experiment.crop != "none" else None
+    if experiment.format in (None, spec.format) and experiment.crop is not None and theirs != spec.crop:
+        note += f" (the experiment read its data with crop {experiment.crop}: the pack keeps its own)"
+    return Inputs(index_dataset(spec), spec, f"{spec.format} pack {spec.pack.uri} ({spec.list_file}); {note}")
+
+
 def collect(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
-            experiment: DataSettings = NO_SETTINGS, require_depth: bool = False) -> Inputs:
-    """Items to run on from a list file, a data folder, a folder of images or one image."""
+            experiment: DataSettings = NO_SETTINGS, require_depth: bool = False,
+            cache_dir: str | Path | None = None) -> Inputs:
+    """Items to run on from a pack, a list file, a data folder, a folder of images or one image."""
+    if is_pack(source):
+        return pack_inputs(source, explicit=explicit, experiment=experiment, cache_dir=cache_dir,
+                           require_depth=require_depth)
     source = Path(source).expanduser().resolve()
     list_path = find_list(source)
     if list_path is not None:
@@ -126,8 +153,12 @@ def collect(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
 
 def check_images(items: Iterable[Item]) -> None:
     """Each item's RGB file opens as an image. Only its header is read: a text file named
-    ``.png`` fails here, before a model loads; a truncated image fails when it is decoded."""
+    ``.png`` fails here, before a model loads; a truncated image fails when it is decoded.
+    A packed item is not opened: it was read whole when packed, and its bytes are checked
+    against their CRC-32 when read."""
     for item in items:
+        if item.member is not None:
+            continue
         try:
             with Image.open(item.rgb):
                 pass

@@ -11,6 +11,7 @@ own resolution.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -37,11 +38,12 @@ CMAP = "viridis"
 
 
 def collect_inputs(source: str | Path, *, explicit: DataSettings = NO_SETTINGS,
-                   experiment: DataSettings = NO_SETTINGS) -> tuple[list[Item], DatasetSpec]:
+                   experiment: DataSettings = NO_SETTINGS,
+                   cache_dir: str | Path | None = None) -> tuple[list[Item], DatasetSpec]:
     """Items to predict and how to read them (``grid.inference.inputs.collect``): a list file or data
-    folder in the dataset's layout, a folder of images, or one image. Outputs are named after
-    a list's depth entries, and after their own stems for plain images."""
-    found = collect(source, explicit=explicit, experiment=experiment)
+    folder in the dataset's layout, a pack, a folder of images, or one image. Outputs are named
+    after a list's depth entries, and after their own stems for plain images."""
+    found = collect(source, explicit=explicit, experiment=experiment, cache_dir=cache_dir)
     return found.items, found.spec
 
 
@@ -49,8 +51,9 @@ def _native_size(item: Item, spec: DatasetSpec) -> tuple[int, int]:
     if spec.crop is not None:
         top, bottom, left, right = spec.crop
         return bottom - top, right - left
+    source = item.rgb if item.member is None or spec.pack is None else io.BytesIO(spec.pack.read(item, "rgb"))
     try:
-        with Image.open(item.rgb) as img:  # reads the header only
+        with Image.open(source) as img:  # reads the header only
             w, h = img.size
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{item.rgb}: unreadable or corrupt image ({e})") from e
@@ -193,23 +196,25 @@ def predict(checkpoint: str | Path, source: str | Path | Inputs, out: str | Path
             experiment: Experiment | None = None, image_size: tuple[int, int] | None = None,
             batch_size: int = 8, device: str | None = None, num_workers: int = 0, png: bool = True,
             progress: bool = True, explicit: DataSettings = NO_SETTINGS, tta: bool | None = None,
-            overwrite: bool = False) -> list[Path]:
+            overwrite: bool = False, cache_dir: str | Path | None = None) -> list[Path]:
     """Predict every input image; return the ``.npy`` paths written (input order).
 
     The inputs are read and the outputs checked (``grid.inference.outputs``: never over an input,
     a foreign file only with ``overwrite``) before the model loads.
 
     Args:
-        source: a list file, data folder, image folder or image, or ``Inputs`` already collected.
+        source: a list file, data folder, image folder or image, a pack (its folder or URI), or
+            ``Inputs`` already collected.
         experiment: the experiment the checkpoint belongs to, if any: its input size stands in for
             a checkpoint that records none, and lists in its layout are read with its data settings.
         explicit: data settings given as flags; they override the experiment's (``grid.inference.inputs``).
         tta: flip test-time averaging; ``None``: as the trial validated (its ``tta`` setting).
         overwrite: replace existing files depth-grid did not write (never one it reads).
+        cache_dir: a pack's node-local cache root (``--cache-dir``; default ``results/splits``).
     """
     checkpoint = checkpoint_file(checkpoint)
     found = source if isinstance(source, Inputs) else collect(
-        source, explicit=explicit, experiment=DataSettings.of(experiment))
+        source, explicit=explicit, experiment=DataSettings.of(experiment), cache_dir=cache_dir)
     reads = Reads().add_inputs(found).add_experiment(experiment).add_checkpoints([checkpoint])
     prediction_outputs(found.items, out, png=png, reads=reads, overwrite=overwrite)
     depths = checkpoint_depths(checkpoint, found, experiment=experiment, image_size=image_size,

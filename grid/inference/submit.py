@@ -22,11 +22,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from grid.inference.checkpoints import checkpoint_file
-from grid.inference.inputs import NO_SETTINGS, DataSettings, Inputs, dataset_inputs
+from grid.inference.inputs import (
+    NO_SETTINGS,
+    DataSettings,
+    Inputs,
+    dataset_inputs,
+    pack_inputs,
+)
 from grid.inference.outputs import Reads, check_folder, check_outputs, recorded
 from grid.inference.predict import checkpoint_depths, save_depth
 from trainables.data import DataError, Item
 from trainables.io import atomic_write
+from trainables.packed import is_pack
 
 if TYPE_CHECKING:
     from grid.experiment.record import Experiment
@@ -88,11 +95,11 @@ def _check_ids(items: list[Item], list_path: Path) -> list[str]:
 
 
 def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
-           list_file: str = "test_list.txt", npy_dir: str | Path | None = None,
+           list_file: str | None = None, npy_dir: str | Path | None = None,
            image_size: tuple[int, int] | None = None, batch_size: int = 8,
            device: str | None = None, num_workers: int = 0, progress: bool = True,
            experiment: Experiment | None = None, explicit: DataSettings = NO_SETTINGS,
-           tta: bool | None = None, overwrite: bool = False) -> Path:
+           tta: bool | None = None, overwrite: bool = False, cache_dir: str | Path | None = None) -> Path:
     """Predict the test list and write the submission CSV (atomically) and the ``.npy`` maps.
 
     The test list is read and every output checked (``grid.inference.outputs``: never over an
@@ -100,9 +107,11 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
 
     Args:
         checkpoint: a trial's ``checkpoint.pt``.
-        data: the test data folder (``test_list.txt`` beside the images or beside ``test/``).
+        data: the test data folder (``test_list.txt`` beside the images or beside ``test/``), or
+            a pack (its folder or URI: its own list, read through the cache at ``cache_dir``).
         out: the CSV to write.
-        list_file: the test list, relative to ``data`` or absolute.
+        list_file: the test list, relative to ``data`` or absolute (default ``test_list.txt``;
+            a pack's own list).
         npy_dir: where the maps named by the list go (default: the CSV's folder).
         experiment: the checkpoint's experiment, if any: its input size stands in for a
             checkpoint that records none, and a test list in its layout is read with its crop.
@@ -111,7 +120,8 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
         overwrite: replace existing files depth-grid did not write (never one it reads).
     """
     checkpoint = checkpoint_file(checkpoint)
-    found, ids = submission_inputs(data, list_file, explicit=explicit, experiment=DataSettings.of(experiment))
+    found, ids = submission_inputs(data, list_file, explicit=explicit, experiment=DataSettings.of(experiment),
+                                   cache_dir=cache_dir)
     reads = Reads().add_inputs(found).add_experiment(experiment).add_checkpoints([checkpoint])
     submission_outputs(found.items, out, npy_dir=npy_dir, reads=reads, overwrite=overwrite)
     depths = checkpoint_depths(checkpoint, found, experiment=experiment, image_size=image_size,
@@ -120,14 +130,14 @@ def submit(checkpoint: str | Path, data: str | Path, out: str | Path, *,
     return write_submission(depths, found.items, ids, out, npy_dir=npy_dir, source=checkpoint)
 
 
-def audit_test_list(experiment: Experiment, data: str | Path, list_file: str = "test_list.txt", *,
-                    device: str | None = None) -> list[str]:
+def audit_test_list(experiment: Experiment, data: str | Path, list_file: str | None = None, *,
+                    device: str | None = None, cache_dir: str | Path | None = None) -> list[str]:
     """The leakage audit of a test list against the experiment's training images
     (``grid.split.audit``, at its split's threshold; embeddings cached beside the experiment's
     split cache): a warning line when some test image has a near-duplicate there, else none."""
     from grid.split.audit import AuditSet, audit
 
-    found, _ = submission_inputs(data, list_file, experiment=DataSettings.of(experiment))
+    found, _ = submission_inputs(data, list_file, experiment=DataSettings.of(experiment), cache_dir=cache_dir)
     threshold = float(experiment.split.params.get("threshold", 0.9))
     cache = experiment.path.parent / "splits"
     result = audit(experiment.training_items(), experiment.spec, [AuditSet("test", found.spec, found.items)],
@@ -135,7 +145,8 @@ def audit_test_list(experiment: Experiment, data: str | Path, list_file: str = "
     if not result["near_duplicates"]:
         return []
     test_item, train_item, cos = result["pairs"][0]
-    return [f"warning: {result['near_duplicates']} of {len(found.items)} test image(s) in {found.spec.list_path} have a "
+    where = found.spec.pack.uri if found.spec.pack is not None else found.spec.list_path
+    return [f"warning: {result['near_duplicates']} of {len(found.items)} test image(s) in {where} have a "
             f"near-duplicate among {experiment.name}'s training images (cosine >= {threshold:g}; closest: "
             f"{test_item} ~ {train_item}, {cos:.4f})"]
 
@@ -155,10 +166,15 @@ def submission_outputs(items: list[Item], out: str | Path, *, npy_dir: str | Pat
                                  option="a map beside --out", advice=advice)]
 
 
-def submission_inputs(data: str | Path, list_file: str = "test_list.txt", *, explicit: DataSettings = NO_SETTINGS,
-                experiment: DataSettings = NO_SETTINGS) -> tuple[Inputs, list[str]]:
-    """The test list's items (with the experiment's settings when in its layout) and their ids."""
-    list_path = Path(data).expanduser().resolve() / list_file  # an absolute list_file stays itself
+def submission_inputs(data: str | Path, list_file: str | None = None, *, explicit: DataSettings = NO_SETTINGS,
+                      experiment: DataSettings = NO_SETTINGS,
+                      cache_dir: str | Path | None = None) -> tuple[Inputs, list[str]]:
+    """The test list's items (with the experiment's settings when in its layout; a pack's with
+    its own) and their ids."""
+    if is_pack(data):
+        found = pack_inputs(data, explicit=explicit, experiment=experiment, cache_dir=cache_dir, list_file=list_file)
+        return found, _check_ids(found.items, found.spec.list_path)
+    list_path = Path(data).expanduser().resolve() / (list_file or "test_list.txt")  # an absolute one stays itself
     if not list_path.is_file():
         raise DataError(f"{list_path}: test list not found")
     found = dataset_inputs(list_path, explicit=explicit, experiment=experiment)
