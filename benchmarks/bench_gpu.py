@@ -24,6 +24,15 @@ generated synthetic scenes; its images/s over each architecture's AMP images/s s
 keeps up (>= 1).
 fp32 is torch's default fp32, as the trainable runs it: on Ampere and later GPUs cuDNN convolutions
 use TF32, so the AMP / fp32 ratio there is smaller than on a T4 or P100.
+The step is the lean one: the losses are read back to the host once per ``SYNC_STEPS`` (16) steps
+and at the epoch's end (``trainables.loop``), and cuDNN's autotuner is on (``cudnn.benchmark``), as
+``train_depth`` sets it for fixed-size inputs.
+Validation's metrics: ms per image of ``DeviceMetricAccumulator`` (float64 torch on the device,
+what ``trainables.loop.evaluate`` runs) against the numpy reference after a copy to the host (what
+it ran before), on 480x640 frames under the plain rule and ``nyu`` + median alignment, with their
+largest relative difference (must be <= 1e-6).
+The largest batches are also printed as ``search_spaces/profiles.py``'s ``T4_MAX_BATCH`` table, and
+the per-step batch x accumulation each architecture then trains with on a GPU (effective batch 16).
 Without CUDA it prints ``skipped: no CUDA device`` and exits 0.
 """
 
@@ -161,6 +170,41 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict:
     return row
 
 
+def metric_rates(device: torch.device, images: int, repeats: int) -> list[tuple[str, float, float, float]]:
+    """Per scoring: (name, torch ms per image, numpy ms per image, largest relative difference),
+    each the best of ``repeats`` passes over ``images`` model-like 480x640 predictions (validation
+    frames at NYU's size: the ``nyu`` protocol's crop is defined there) with invalid target pixels."""
+    from trainables.metrics import MetricAccumulator
+    from trainables.metrics_torch import DeviceMetricAccumulator
+    from trainables.protocols import NYU_FRAME, Scoring
+
+    gen = torch.Generator().manual_seed(0)
+    targets = [0.5 + 9.0 * torch.rand(1, 1, *NYU_FRAME, generator=gen) for _ in range(images)]  # CPU, as loaded
+    for t in targets:
+        t[..., :40, :] = 0.0  # no ground truth there
+    preds = [(t.clamp(min=0.5) * (0.8 + 0.4 * torch.rand(t.shape, generator=gen))).to(device) for t in targets]
+    out = []
+    for name, scoring in (("plain", Scoring()), ("nyu + median", Scoring("nyu", "median"))):
+        def run(acc, host: bool) -> tuple[float, dict]:
+            _sync(device)
+            t0 = time.perf_counter()
+            for p, t in zip(preds, targets, strict=True):
+                acc.update(p.cpu() if host else p, t)
+            result = acc.result()  # torch: the one read back
+            return time.perf_counter() - t0, result
+
+        torch_s, got = min((run(DeviceMetricAccumulator(scoring), False) for _ in range(repeats)), key=lambda r: r[0])
+        numpy_s, ref = min((run(MetricAccumulator(scoring), True) for _ in range(repeats)), key=lambda r: r[0])
+        diff = max(abs(got[k] - ref[k]) / max(abs(ref[k]), 1e-12) for k in ref)
+        out.append((name, 1e3 * torch_s / images, 1e3 * numpy_s / images, diff))
+    return out
+
+
+def max_batch_table(rows: list[dict]) -> dict[str, int]:
+    """The probed largest batches, as ``search_spaces.profiles.T4_MAX_BATCH`` records them."""
+    return {r["name"]: r["max_batch"] for r in rows if isinstance(r.get("max_batch"), int) and r["max_batch"] > 0}
+
+
 def loader_rates(size: tuple[int, int], batch: int, scenes: int, passes: int) -> dict[int, tuple[float, float]]:
     """Per worker count, the trainable's training loader alone over generated scenes: images/s
     after each pass's first batch, and the seconds to that first batch (workers start each pass,
@@ -195,6 +239,24 @@ def _fmt(value, spec: str) -> str:
     if isinstance(value, str):
         return value  # an error
     return "-" if value is None else format(value, spec)
+
+
+def report_batches(rows: list[dict], budget: str) -> None:
+    from trainables.config import TrialConfig
+
+    table = max_batch_table(rows)
+    print(f"\nlargest batch per architecture ({budget}) for search_spaces/profiles.py:\nT4_MAX_BATCH = {table!r}")
+    for name, largest in table.items():
+        cfg = TrialConfig(arch=name, batch_size=2, accum_steps=8, gpu_max_batch=table).on_device("cuda")
+        print(f"  {name}: largest {largest} -> trains {cfg.batch_size} x {cfg.accum_steps} on a GPU (effective 16)")
+
+
+def report_metrics(metrics: list[tuple[str, float, float, float]], device: torch.device) -> None:
+    print(f"\nvalidation metrics per 480x640 image on {device.type}: torch on the device (evaluate) vs numpy "
+          "after a copy to the host (the reference)")
+    for name, t_ms, n_ms, diff in metrics:
+        print(f"  {name:<13} torch {t_ms:6.2f} ms, numpy {n_ms:6.2f} ms ({n_ms / t_ms:.1f}x); "
+              f"largest relative difference {diff:.1e} (target <= 1e-6)")
 
 
 def report(rows: list[dict], loader: dict[int, tuple[float, float]], args: argparse.Namespace, budget: str) -> None:
@@ -272,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GPU {props.name} ({props.total_memory / 2**30:.1f} GiB), torch {torch.__version__}, "
               f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}; {cap_memory(args.budget_gb)}")
     names = args.archs or sorted(MODELS)
-    print(f"training step (train_one_epoch: forward, si_log_loss, backward, AdamW), batch {args.batch} at "
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as train_depth sets it: fixed-size inputs
+    from trainables.loop import SYNC_STEPS
+
+    print(f"training step (train_one_epoch: forward, si_log_loss, backward, AdamW; losses read back every "
+          f"{SYNC_STEPS} steps and at the end), batch {args.batch} at "
           f"{args.size[0]}x{args.size[1]}, {args.steps} timed steps after {args.warmup} warm-up; "
           f"batch search up to {args.max_batch}", flush=True)
     rows = []
@@ -285,9 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         _free(device)  # the model is gone with measure's frame (and the exception's)
         print(f"  {name}: {time.perf_counter() - t:.0f} s", flush=True)
     loader = loader_rates(args.size, args.batch, args.scenes, args.passes)
+    metrics = metric_rates(device, images=2 if args.cpu_check else 16, repeats=1 if args.cpu_check else 3)
     report(rows, loader, args, budget)
+    report_batches(rows, budget)
+    report_metrics(metrics, device)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s" + ("" if args.cpu_check else " (target < 300 s on one GPU)"))
-    return 1 if any("error" in r or isinstance(r["max_batch"], str) for r in rows) else 0
+    bad_metrics = any(diff > 1e-6 for *_, diff in metrics)
+    return 1 if bad_metrics or any("error" in r or isinstance(r["max_batch"], str) for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def readme_cluster_section() -> str:
 # Ports of a Ray node (GCS, dashboard, client, object/node manager, agent, metrics) and TensorBoard.
 RAY_PORTS = (6379, 8265, 10001, 8076, 8077, 52365, 8080, 6006)
 GCP_GPUS = {"nvidia-tesla-t4": "T4", "nvidia-tesla-p100": "P100"}  # API name -> Ray accelerator_type
-AWS_GPUS = {"g4dn.xlarge": ("T4", 1)}
+AWS_GPUS = {"g4dn.xlarge": ("T4", 1), "g4dn.12xlarge": ("T4", 4)}
 CC60 = {"P100"}  # compute capability 6.0: not in the CUDA 13 builds of torch
 PROJECT_INSTALL = re.compile(r"pip install\b.*-e ~/depth-grid\b")
 
@@ -109,6 +109,7 @@ def common_problems(cfg: dict) -> list[str]:
         for found in re.findall(r"\btorch==(\S+)", setup):
             if found != pin["torch"]:
                 out.append(f"{name}: installs torch=={found}, pyproject pins {pin['torch']}")
+    out += multi_gpu_problems(prep)
     for name, acc in gpu_types(prep).items():
         cmds = setup_of(prep, name)
         project = next((i for i, c in enumerate(cmds) if PROJECT_INSTALL.search(c)), len(cmds))
@@ -116,6 +117,20 @@ def common_problems(cfg: dict) -> list[str]:
                  if f"torch=={pin['torch']}" in c and "download.pytorch.org/whl/cu126" in c]
         if acc in CC60 and not (cu126 and cu126[0] < project and "if " not in cmds[cu126[0]]):
             out.append(f"{name}: {acc} must install the cu126 build of torch before the project")
+    return out
+
+
+def multi_gpu_problems(prep: dict) -> list[str]:
+    """A node type with several GPUs ships switched off (``max_workers: 0``), so the autoscaler
+    never adds it for 1-GPU trials; there must be one (docs/cluster.md, "Multi-GPU nodes")."""
+    multi = {name: nt for name, nt in prep["available_node_types"].items()
+             if name != prep["head_node_type"] and nt["resources"].get("GPU", 0) > 1}
+    out = [f"{name}: a {nt['resources']['GPU']:g}-GPU type with max_workers {nt.get('max_workers')} would be "
+           "added for 1-GPU trials; ship it at max_workers 0" for name, nt in multi.items() if nt.get("max_workers") != 0]
+    out += [f"{name}: min_workers {nt.get('min_workers')}, should be 0" for name, nt in multi.items()
+            if nt.get("min_workers", 0) != 0]
+    if not multi:
+        out.append("no multi-GPU node type (--gpus-per-trial 2..4 has nothing to enable)")
     return out
 
 
@@ -157,8 +172,8 @@ def gcp_problems(cfg: dict) -> list[str]:
         emails = [sa["email"] for sa in nc.get("serviceAccounts", [])]
         if emails != [f"ray-autoscaler-sa-v1@{project}.iam.gserviceaccount.com"]:
             out.append(f"{name}: workers need Ray's service account to write gs://, got {emails}")
-    if seen != {("nvidia-tesla-t4", 1), ("nvidia-tesla-p100", 1)}:
-        out.append(f"GPU node types should be one T4 and one P100 each, got {sorted(seen)}")
+    if seen != {("nvidia-tesla-t4", 1), ("nvidia-tesla-p100", 1), ("nvidia-tesla-t4", 4)}:
+        out.append(f"GPU node types should be one T4, one P100 and four T4s, got {sorted(seen)}")
     return out
 
 
@@ -321,6 +336,10 @@ def _p100(c):
     return c["available_node_types"]["gpu_p100_spot"]
 
 
+def _t4x4(c):
+    return c["available_node_types"]["gpu_4t4_spot"]
+
+
 @pytest.mark.parametrize("breaks, check, expected", [
     (lambda c: _t4(c)["node_config"].update(scheduling=[{"provisioningModel": "SPOT"}]), gcp_problems, "mapping"),
     (lambda c: _p100(c)["node_config"]["scheduling"].pop("onHostMaintenance"), gcp_problems, "TERMINATE"),
@@ -337,9 +356,14 @@ def _p100(c):
     (lambda c: c["docker"].update(run_options=[]), common_problems, "token"),
     (lambda c: c.update(head_start_ray_commands=["ray start --head --dashboard-host=0.0.0.0"]),
      common_problems, "every interface"),
+    (lambda c: _t4x4(c).update(max_workers=2), common_problems, "ship it at max_workers 0"),
+    (lambda c: _t4x4(c).update(min_workers=1), common_problems, "min_workers 1"),
+    (lambda c: c["available_node_types"].pop("gpu_4t4_spot"), common_problems, "no multi-GPU node type"),
+    (lambda c: _t4x4(c)["node_config"]["guestAccelerators"][0].update(acceleratorCount=2), gcp_problems,
+     "attaches 2"),
 ], ids=["scheduling-list", "no-terminate", "two-gpus", "v100", "no-gpu-resource", "e2-machine",
         "no-worker-sa", "latest-image", "old-ray", "p100-no-cu126", "p100-cu126-after-project",
-        "no-token", "dashboard-open"])
+        "no-token", "dashboard-open", "4t4-started", "4t4-min-workers", "no-4t4", "4t4-two-gpus"])
 def test_gcp_checks_catch_broken_copies(breaks, check, expected: str) -> None:
     cfg = load(GCP)
     breaks(cfg)
@@ -354,7 +378,9 @@ def test_gcp_checks_catch_broken_copies(breaks, check, expected: str) -> None:
         {"FromPort": -1, "ToPort": -1, "IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}]), "6379"),
     (lambda c: _t4(c)["node_config"].update(SecurityGroupIds=["sg-0123"]), "bypass"),
     (lambda c: _t4(c)["node_config"].pop("InstanceMarketOptions"), "Spot"),
-], ids=["dashboard-open", "all-open-ipv6", "own-group", "on-demand"])
+    (lambda c: _t4x4(c)["resources"].update(GPU=2), "declares GPU 2, g4dn.12xlarge has 4"),
+    (lambda c: _t4x4(c)["node_config"].pop("InstanceMarketOptions"), "gpu_4t4_spot: not Spot"),
+], ids=["dashboard-open", "all-open-ipv6", "own-group", "on-demand", "4t4-gpu-count", "4t4-on-demand"])
 def test_aws_checks_catch_broken_copies(breaks, expected: str) -> None:
     cfg = load(AWS)
     breaks(cfg)

@@ -21,6 +21,7 @@ from grid.experiment.gpus import (
     cluster_gpus,
     decide,
     default_cpus,
+    disabled_node_types,
     groups_from_autoscaling_config,
     node_types_from_autoscaling_config,
     node_types_from_groups,
@@ -66,6 +67,31 @@ def test_node_types_read_like_ray_reads_them() -> None:
     assert node_types_from_autoscaling_config(cfg) == ()
     groups = [("head", {"CPU": 2}, 0), ("gpu", {"CPU": 4, "GPU": 2}, -1), ("off", {"GPU": 1}, 0)]
     assert node_types_from_groups(groups) == (NodeType("gpu", 2.0, -1),)
+
+
+@pytest.mark.parametrize("config", ["cluster.yaml", "cluster-aws.yaml"])
+def test_the_four_t4_type_is_off_until_raised_and_named_when_needed(config: str) -> None:
+    """The configs' 4-T4 type ships at max_workers 0: never addable, so 1-GPU trials never get it
+    and --gpus-per-trial 2..4 is refused, naming it; raised, it holds them."""
+    cfg = yaml.safe_load((ROOT / config).read_text())
+    groups = groups_from_autoscaling_config(cfg)
+    assert disabled_node_types(groups) == (NodeType("gpu_4t4_spot", 4.0, 0),)
+    addable = node_types_from_groups(groups)
+    assert "gpu_4t4_spot" not in {t.name for t in addable} and all(t.gpus == 1 for t in addable)
+    assert decide(None, [0.0], addable).gpus_per_trial == 1
+    for n in (2.0, 4.0):
+        with pytest.raises(ExperimentError, match=f"--gpus-per-trial {n:g}: no node has or can get") as e:
+            decide(n, [0.0], addable, "bootstrap", disabled_node_types(groups))
+        assert "gpu_t4_spot (1 GPU per node" in str(e.value)
+        assert "Node type gpu_4t4_spot (4 GPUs per node) would hold it but has max_workers 0" in str(e.value)
+    with pytest.raises(ExperimentError) as e:  # more than any type holds: no hint
+        decide(8.0, [0.0], addable, "bootstrap", disabled_node_types(groups))
+    assert "gpu_4t4_spot" not in str(e.value)
+    cfg["available_node_types"]["gpu_4t4_spot"]["max_workers"] = 1  # docs/cluster.md, "Multi-GPU nodes"
+    raised = node_types_from_autoscaling_config(cfg)
+    assert NodeType("gpu_4t4_spot", 4.0, 1) in raised
+    plan = decide(4.0, [0.0], raised)
+    assert plan.gpus_per_trial == 4 and "node type gpu_4t4_spot has 4" in plan.reason
 
 
 def test_monitor_config_is_found_by_this_clusters_gcs_address(tmp_path: Path) -> None:

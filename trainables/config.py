@@ -49,6 +49,9 @@ class TrialConfig:
     inside an epoch, never scored (``trainables.trainable.MidEpochCheckpoints``); 0: at epoch ends only.
     ``train_fraction`` in (0, 1]: train on that share of the split's training side, whole split
     clusters kept or dropped, nested across fractions at one ``seed`` (``trainables.subset``).
+    ``world_size`` > 1 (set from ``--gpus-per-trial``): the trial trains data-parallel on that
+    many processes; the effective batch stays ``batch_size * accum_steps``, each rank running
+    ``accum_steps / world_size`` micro-batches per optimiser step; ``lr`` is unchanged.
     """
 
     arch: str
@@ -84,6 +87,11 @@ class TrialConfig:
     align_space: str = "native"  # lstsq's space: the model's native_space (else depth), depth, inverse, log
     fault: str = ""
     train_fraction: float = 1.0  # of the training side, whole split clusters (trainables.subset)
+    world_size: int = 1  # data-parallel processes, one per GPU (--gpus-per-trial; trainables.distributed)
+    # On a GPU, arch -> the largest per-step batch that fits (bench_gpu's probe, recorded in
+    # search_spaces.profiles.T4_MAX_BATCH); ``on_device`` trains with it, accum_steps keeping the
+    # effective batch. Empty, or the arch not in it: batch_size as set.
+    gpu_max_batch: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [  # (ok, key, rule)
@@ -109,7 +117,13 @@ class TrialConfig:
             (self.checkpoint_steps >= 0, "checkpoint_steps", "must be >= 0 (0: off)"),
             (self.preemption_notice in PREEMPTION_NOTICES, "preemption_notice", f"must be one of {PREEMPTION_NOTICES}"),
             *_scoring_checks(self),
+            (all(isinstance(v, int) and v >= 1 for v in self.gpu_max_batch.values()), "gpu_max_batch",
+             "must map architecture names to batches >= 1"),
             (0 < self.train_fraction <= 1, "train_fraction", "must be in (0, 1] (1: the whole training side)"),
+            (self.world_size >= 1, "world_size", "must be >= 1"),
+            (self.accum_steps % max(self.world_size, 1) == 0, "accum_steps",
+             f"must be a multiple of world_size={self.world_size}: each optimiser step sums one micro-batch "
+             "per GPU, and the effective batch batch_size x accum_steps stays as set"),
         ]
         for ok, key, rule in checks:
             if not ok:
@@ -118,6 +132,22 @@ class TrialConfig:
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.accum_steps
+
+    def on_device(self, device_type: str) -> TrialConfig:
+        """The config a trial on ``device_type`` trains with. On ``cuda``, when ``gpu_max_batch``
+        names ``arch``: the largest per-step batch, at most that, which divides the effective batch
+        into whole steps, a multiple of ``world_size`` of them (one share per GPU), and
+        ``accum_steps`` keeping ``batch_size x accum_steps`` (16 on the paper's profile: 2 x 8 becomes
+        8 x 2 where 8 fit). Otherwise (the CPU, exact-resume runs) unchanged."""
+        probed = self.gpu_max_batch.get(self.arch)
+        if device_type != "cuda" or not probed:
+            return self
+        total = self.effective_batch
+        fits = [b for b in range(1, min(probed, total) + 1) if total % b == 0 and (total // b) % self.world_size == 0]
+        if not fits:  # an effective batch the world size cannot share: keep what was set
+            return self
+        batch = max(fits)
+        return dataclasses.replace(self, batch_size=batch, accum_steps=total // batch)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TrialConfig:

@@ -21,11 +21,13 @@ from torch.utils.data import DataLoader
 from trainables.config import TrialConfig
 from trainables.data import DatasetSpec, Item
 from trainables.dataset import DepthDataset, collate, denormalize
+from trainables.distributed import SINGLE, Ranks
 from trainables.losses import si_log_loss
-from trainables.metrics import MetricAccumulator
+from trainables.metrics_torch import DeviceMetricAccumulator
 from trainables.protocols import Scoring
 from trainables.recipe import forward_log_tta, steps_per_epoch, updates_per_epoch
 from trainables.sampler import EpochSampler, SeededSamples
+from trainables.state import rng_state
 from trainables.subset import train_subset
 
 if TYPE_CHECKING:  # trainables.state builds on this module
@@ -52,7 +54,9 @@ def _loader_options(cfg: TrialConfig) -> dict:
     return {"num_workers": cfg.num_workers, "collate_fn": collate, "pin_memory": torch.cuda.is_available()}
 
 
-def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLoader]:
+def make_loaders(cfg: TrialConfig, data: DataBundle, ranks: Ranks = SINGLE) -> tuple[DataLoader, DataLoader]:
+    """The train loader (of this rank's share of each epoch's order, ``EpochSampler.shard``) and
+    the validation loader."""
     train_items = train_subset(data.train, data.train_clusters, cfg.train_fraction, cfg.seed)
     train_ds = DepthDataset(train_items, data.spec, size=cfg.image_size, train=True, augment=cfg.augment)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -60,7 +64,8 @@ def make_loaders(cfg: TrialConfig, data: DataBundle) -> tuple[DataLoader, DataLo
     # a seed of its own (trainables.sampler), so a trial resumed at any step of any epoch reads
     # what one never stopped reads, whatever the number of workers. ``gen`` only seeds the
     # workers' processes (its state is still saved with the checkpoint's random state).
-    train = DataLoader(SeededSamples(train_ds), sampler=EpochSampler(len(train_ds), cfg.seed),
+    sampler = EpochSampler(len(train_ds), cfg.seed).shard(cfg.batch_size, ranks.rank, ranks.world)
+    train = DataLoader(SeededSamples(train_ds), sampler=sampler,
                        batch_size=cfg.batch_size, drop_last=len(train_ds) > cfg.batch_size, generator=gen,
                        **_loader_options(cfg))
     return train, eval_loader(cfg, list(data.val)[: cfg.max_val_images or None], data.spec)
@@ -133,13 +138,14 @@ def epoch_batches(loader: Iterable, epoch: int, start: int) -> Iterable:
     return itertools.islice(loader, start, None)
 
 
-def _add_losses(progress: EpochProgress, pending: list[tuple[int, torch.Tensor]], epoch: int) -> None:
-    """Read the ``(step, loss)`` pairs back in one sync and add them to the epoch's sum, in step
-    order (the same float sum whether the epoch was resumed or not); a non-finite one raises."""
+def _add_losses(progress: EpochProgress, pending: list[tuple[int, torch.Tensor]], epoch: int,
+                ranks: Ranks = SINGLE, n_steps: int = 0) -> None:
+    """Read the ``(step, loss)`` pairs back in one sync (of every rank: ``Ranks.all_losses``) and
+    add them to the epoch's sum, in step order (the same float sum whether the epoch was resumed
+    or not, and on any number of ranks); a non-finite one raises, on every rank alike."""
     if not pending:
         return
-    values = torch.stack([loss for _, loss in pending]).tolist()
-    for (step, _), value in zip(pending, values, strict=True):
+    for step, value in ranks.all_losses(pending, n_steps):
         if not math.isfinite(value):
             raise FloatingPointError(f"non-finite training loss at epoch {epoch} step {step}")
         progress.loss_total += value
@@ -147,8 +153,22 @@ def _add_losses(progress: EpochProgress, pending: list[tuple[int, torch.Tensor]]
     pending.clear()
 
 
+def _train_step(state: TrialState, batch: dict, cfg: TrialConfig, device: torch.device,
+                group_size: int) -> torch.Tensor:
+    """Forward and backward on one micro-batch; its loss, not yet read back."""
+    image = _to_device(batch["image"], cfg, device)  # (B, 3, h, w)
+    target = batch["depth"].to(device, non_blocking=True)  # (B, 1, h, w)
+    with _autocast(cfg, device):
+        log_pred = state.model.forward_log(image)  # (B, 1, h, w)
+    loss = si_log_loss(log_pred.float(), target, cfg.lam, sqrt=cfg.loss == "si_log_sqrt")
+    # Each update applies the gradient of its group's mean loss; the epoch's last group may hold
+    # fewer than accum_steps steps, so divide by its real size (summed over the ranks, if several).
+    state.scaler.scale(loss / group_size).backward()
+    return loss.detach()
+
+
 def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, device: torch.device,
-                    checkpointer: Checkpointer | None = None) -> float:
+                    checkpointer: Checkpointer | None = None, ranks: Ranks = SINGLE) -> float:
     """Train epoch ``state.epoch`` (0-based): one pass over ``loader`` (or ``max_steps_per_epoch``
     steps) with gradient accumulation; the mean loss. The schedule steps and the EMA updates
     after every optimiser step; the caller advances ``state.epoch`` once the epoch is done.
@@ -156,7 +176,13 @@ def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, dev
     ``state.progress`` says where the epoch starts: a state resumed from a mid-epoch checkpoint
     goes on from its step, with the loss sum and the accumulated gradients it saved. After each
     step ``checkpointer`` (the trainable's) may save one; the losses are read first, so a
-    checkpoint never follows a non-finite loss."""
+    checkpoint never follows a non-finite loss.
+
+    ``ranks`` (a data-parallel trial, ``trainables.distributed``): each round trains steps
+    ``first .. first + world - 1``, step ``first + rank`` on this rank (its loader's shard of the
+    same order), and an optimiser step sums its group's gradients over the ranks, so the
+    effective batch stays ``batch_size * accum_steps``. Rank 0 decides when to checkpoint, and
+    only at a group's end (the other ranks' gradients are not in its checkpoint)."""
     model, optimizer, scaler, epoch = state.model, state.optimizer, state.scaler, state.epoch
     progress = state.progress
     model.train()
@@ -166,23 +192,22 @@ def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, dev
         optimizer.zero_grad(set_to_none=True)
     update = epoch * updates_per_epoch(len(loader), cfg) + start // cfg.accum_steps  # optimiser steps so far
     pending: list[tuple[int, torch.Tensor]] = []  # losses not yet read back
-    batches = epoch_batches(loader, epoch, start) if start < n_steps else ()
-    for step, batch in enumerate(batches, start=start):
-        if step >= n_steps:
-            break
-        check_fault(cfg, epoch, step, state.resumed_epoch)
-        image = _to_device(batch["image"], cfg, device)  # (B, 3, h, w)
-        target = batch["depth"].to(device, non_blocking=True)  # (B, 1, h, w)
-        with _autocast(cfg, device):
-            log_pred = model.forward_log(image)  # (B, 1, h, w)
-        loss = si_log_loss(log_pred.float(), target, cfg.lam, sqrt=cfg.loss == "si_log_sqrt")
-        pending.append((step, loss.detach()))
-        # Each update applies the gradient of its group's mean loss; the epoch's last group may
-        # hold fewer than accum_steps steps, so divide by its real size.
-        group_start = step - step % cfg.accum_steps
+    batches = iter(epoch_batches(loader, epoch, start) if start < n_steps else ())
+    owed = False  # a checkpoint is due (with several ranks it waits for the group's end)
+    for first in range(start, n_steps, ranks.world):
+        step = first + ranks.rank
+        group_start = first - first % cfg.accum_steps
         group_size = min(cfg.accum_steps, n_steps - group_start)
-        scaler.scale(loss / group_size).backward()
-        if step + 1 - group_start == group_size:
+        if step < n_steps:
+            batch = next(batches)
+            check_fault(cfg, epoch, step, state.resumed_epoch)
+            pending.append((step, _train_step(state, batch, cfg, device, group_size)))
+        else:  # the epoch's last round has fewer steps than ranks: this one sits it out
+            pending.append((step, torch.zeros((), device=device)))
+        progress.step = min(first + ranks.world, n_steps)
+        group_done = progress.step - group_start == group_size
+        if group_done:
+            ranks.sum_grads(model)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -191,13 +216,17 @@ def train_one_epoch(state: TrialState, loader: DataLoader, cfg: TrialConfig, dev
             update += 1
             if state.ema is not None:
                 state.ema.update(model, step=update)
-        progress.step = step + 1
         if len(pending) >= SYNC_STEPS:
-            _add_losses(progress, pending, epoch)
-        if checkpointer is not None and checkpointer.due(step + 1, n_steps):
-            _add_losses(progress, pending, epoch)
-            checkpointer.save()
-    _add_losses(progress, pending, epoch)
+            _add_losses(progress, pending, epoch, ranks, n_steps)
+        owed = owed or (checkpointer is not None and checkpointer.due(progress.step, n_steps))
+        if ranks.decide(owed and (group_done or ranks.world == 1)):
+            owed = False
+            _add_losses(progress, pending, epoch, ranks, n_steps)
+            state.rank_rngs = ranks.gather_rng(rng_state(loader) if ranks.world > 1 else None)
+            if checkpointer is not None:
+                checkpointer.save()
+    _add_losses(progress, pending, epoch, ranks, n_steps)
+    state.rank_rngs = ranks.gather_rng(rng_state(loader) if ranks.world > 1 else None)  # for the epoch's checkpoint
     return progress.finish()
 
 
@@ -220,7 +249,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig, devic
     model.eval()
     if scoring is None:
         scoring = trial_scoring(cfg, model, getattr(loader.dataset, "spec", None))
-    acc = MetricAccumulator(scoring)
+    acc = DeviceMetricAccumulator(scoring)  # on the prediction's device: no map copied back
     panels: list[np.ndarray] = []
     for batch in loader:
         image = _to_device(batch["image"], cfg, device)
@@ -230,12 +259,12 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig, devic
         for i in range(image.shape[0]):
             target = targets[i]  # (1, H, W) native
             pred = F.interpolate(log_pred[i : i + 1].float(), size=target.shape[-2:], mode="bilinear",
-                                 align_corners=False).exp()[0].cpu()
+                                 align_corners=False).exp()[0]  # (1, H, W) on the device
             acc.update(pred[None], target[None])
             if len(panels) < n_examples:
                 rgb = F.interpolate(denormalize(batch["image"][i : i + 1]), size=target.shape[-2:], mode="bilinear",
                                     align_corners=False)[0]
-                panels.append(depth_panel(rgb.numpy(), target[0].numpy(), pred[0].numpy()))
+                panels.append(depth_panel(rgb.numpy(), target[0].numpy(), pred[0].cpu().numpy()))
     return acc.result(), panels
 
 

@@ -113,14 +113,18 @@ def as_maps(x: Any) -> list[np.ndarray]:
     """Split an input into a list of float64 (H, W) maps, one per image."""
     if isinstance(x, (list, tuple)):
         return [m for item in x for m in as_maps(item)]
-    a = _to_numpy(x)
+    return split_batch(_to_numpy(x))
+
+
+def split_batch(a: Any) -> list:
+    """One array (NumPy or torch) of depth maps as a list of (H, W) maps, one per image."""
     if a.ndim == 2:
         return [a]
     if a.ndim == 3:
         return list(a)
     if a.ndim == 4 and a.shape[1] == 1:
         return list(a[:, 0])
-    raise ValueError(f"expected a depth map (H, W), (B, H, W) or (B, 1, H, W), got shape {a.shape}")
+    raise ValueError(f"expected a depth map (H, W), (B, H, W) or (B, 1, H, W), got shape {tuple(a.shape)}")
 
 
 def valid_pixels(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

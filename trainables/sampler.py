@@ -31,11 +31,20 @@ class EpochSampler(Sampler[tuple[int, int]]):
     """A shuffled order of ``range(n)`` per epoch, a function of ``(seed, epoch)``; iteration
     starts at ``offset`` (samples already trained on in this epoch). Yields ``(index, sample
     seed)`` pairs for ``SeededSamples``. ``len`` is always ``n``, so the loader's length (and
-    the schedule built from it) is the same before and after a resume."""
+    the schedule built from it) is the same before and after a resume, and on every rank.
+
+    ``shard(batch, rank, world)``: rank ``rank`` of a data-parallel trial yields only the
+    micro-batches (``batch`` consecutive positions each) ``rank, rank + world, ...`` of the order,
+    so step s of the epoch trains on the same samples as in a one-process trial."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed = n, seed
         self.epoch, self.offset = 0, 0
+        self.batch, self.rank, self.world = 1, 0, 1
+
+    def shard(self, batch: int, rank: int, world: int) -> EpochSampler:
+        self.batch, self.rank, self.world = batch, rank, world
+        return self
 
     def set_epoch(self, epoch: int, offset: int = 0) -> None:
         if not 0 <= offset <= self.n:
@@ -49,7 +58,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = self.order()
         for position in range(self.offset, self.n):
-            yield order[position], _key(self.seed, self.epoch, position)
+            if (position // self.batch) % self.world == self.rank:  # this rank's micro-batches
+                yield order[position], _key(self.seed, self.epoch, position)
 
     def __len__(self) -> int:
         return self.n

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader
 
 from trainables.config import TrialConfig
 from trainables.io import write_json
-from trainables.loop import _autocast, _to_device
-from trainables.metrics import si_rmse
+from trainables.loop import _autocast, _to_device, trial_scoring
+from trainables.metrics_torch import DeviceMetricAccumulator
 from trainables.recipe import forward_log_tta
 
 SCORES_FILE = "per_image.json"  # {"metric": "si_rmse", "scores": {item name: score}}
@@ -30,9 +30,11 @@ SCORES_FILE = "per_image.json"  # {"metric": "si_rmse", "scores": {item name: sc
 def image_scores(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig,
                  device: torch.device) -> dict[str, float]:
     """The si_rmse of each image of ``loader`` that has a valid target pixel, keyed by item name,
-    predicted and scored as ``trainables.loop.evaluate`` does (their mean is its si_rmse)."""
+    predicted and scored as ``trainables.loop.evaluate`` does (their mean is its si_rmse): in torch
+    on ``device``, read back once at the end."""
     model.eval()
-    scores: dict[str, float] = {}
+    acc = DeviceMetricAccumulator(trial_scoring(cfg, model, getattr(loader.dataset, "spec", None)))
+    names: list[str] = []
     for batch in loader:
         image = _to_device(batch["image"], cfg, device)  # (B, 3, h, w)
         with _autocast(cfg, device):
@@ -40,12 +42,11 @@ def image_scores(model: torch.nn.Module, loader: DataLoader, cfg: TrialConfig,
         for i, name in enumerate(batch["name"]):
             target = batch["depth"][i]  # (1, H, W) native
             pred = F.interpolate(log_pred[i : i + 1].float(), size=target.shape[-2:], mode="bilinear",
-                                 align_corners=False).exp()[0].cpu()
-            try:
-                scores[name] = si_rmse(pred[None], target[None])
-            except ValueError:  # no valid target pixel: evaluate skips the image too
-                continue
-    return scores
+                                 align_corners=False).exp()[0]
+            acc.update(pred[None], target[None])
+            names.append(name)
+    # An image without a valid target pixel has no row: evaluate skips it too.
+    return {name: row["si_rmse"] for name, row in zip(names, acc.image_rows(), strict=True) if row is not None}
 
 
 class BestScores:

@@ -35,6 +35,9 @@ RAW_MODEL_KEY = "raw_model"
 # Written (after raw_model) only by a checkpoint taken inside an epoch (``EpochProgress``): the
 # trainable resumes from it, and nothing scores it (its "metrics" record says mid_epoch).
 MID_EPOCH_KEY = "mid_epoch"
+# Written by a data-parallel trial (``trainables.distributed``): the random states of ranks 1..N-1,
+# each as ``rng`` holds rank 0's, so every rank resumes its own dropout and loader draws.
+RANK_RNG_KEY = "rank_rngs"
 
 
 @dataclass
@@ -66,6 +69,8 @@ class TrialState:
     ``None``. ``resumed_epoch`` is the epoch this process resumed at, -1 in a fresh trial (the
     test-only ``kill`` fault fires only then); it is not saved. ``progress`` is the position
     inside epoch ``epoch`` (step 0 between epochs); a checkpoint taken inside an epoch saves it.
+    ``rank_rngs``: in rank 0 of a data-parallel trial, the other ranks' random states, gathered
+    before each checkpoint (``Ranks.gather_rng``).
     """
 
     model: torch.nn.Module
@@ -78,6 +83,7 @@ class TrialState:
     train_seconds: float = 0.0
     resumed_epoch: int = -1
     progress: EpochProgress = field(default_factory=EpochProgress)
+    rank_rngs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def create(cls, cfg: TrialConfig, model: torch.nn.Module, train_loader: DataLoader,
@@ -120,11 +126,14 @@ class TrialState:
             state[RAW_MODEL_KEY] = self.model.state_dict()
         if self.progress.step:
             state[MID_EPOCH_KEY] = {**asdict(self.progress), "grads": accumulated_grads(self.model)}
+        if self.rank_rngs:
+            state[RANK_RNG_KEY] = self.rank_rngs
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> None:
         """Resume from a checkpoint (``state_dict``'s dict): the next epoch trains, shuffles,
-        flips and drops out exactly as it would have in the run that saved it."""
+        flips and drops out exactly as it would have in the run that saved it. ``rank``: the
+        rank of a data-parallel trial this process is; it takes its own random state."""
         if self.train_loader is None:
             raise ValueError("a state without its train loader cannot resume its random state")
         self.model.load_state_dict(state.get(RAW_MODEL_KEY) or state["model"])
@@ -134,7 +143,10 @@ class TrialState:
         self.scaler.load_state_dict(state["scaler"])
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], self.train_loader)
+        self.rank_rngs = list(state.get(RANK_RNG_KEY, []))
+        rngs = [state["rng"], *self.rank_rngs]
+        if rank < len(rngs):  # else: saved by fewer ranks; this one keeps its seeded stream
+            set_rng_state(rngs[rank], self.train_loader)
         self.epoch = self.resumed_epoch = state["epoch"]
         self.train_seconds = state.get("train_seconds", 0.0)
         mid = state.get(MID_EPOCH_KEY) or {}

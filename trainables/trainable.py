@@ -21,10 +21,14 @@ from ray import tune
 from torch.utils.tensorboard import SummaryWriter
 
 from trainables.config import ConfigError, TrialConfig
+from trainables.distributed import Ranks, data_parallel
 from trainables.eval_sets import EvalSet, score_eval_sets
+from trainables.follower import FROM_SCRATCH as FROM_SCRATCH
+from trainables.follower import build_trial_model as build_trial_model
+from trainables.follower import pick_device, train_epochs, trial_state
+from trainables.follower import trial_model as trial_model
 from trainables.io import atomic_write, write_json
-from trainables.loop import DataBundle, evaluate, make_loaders, train_one_epoch
-from trainables.models import MODELS, PretrainedWeightsError, build_model
+from trainables.loop import DataBundle, evaluate, make_loaders
 from trainables.plugins import load_plugins
 from trainables.preemption import (
     MID_EPOCH_FILE,
@@ -36,48 +40,12 @@ from trainables.preemption import (
 from trainables.provenance import device_name, versions
 from trainables.retries import check_retries
 from trainables.scores import BestScores, write_scores
-from trainables.state import RAW_MODEL_KEY, TrialState
+from trainables.state import TrialState
 from trainables.timing import inference_ms
 from trainables.vml import resolve_vml
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def pick_device() -> torch.device:
-    """CUDA when this trial holds a GPU that torch can use, else the CPU."""
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-FROM_SCRATCH = "none (from scratch)"
-
-
-def build_trial_model(cfg: TrialConfig) -> tuple[torch.nn.Module, str]:
-    """The model and where its weights came from: ``pretrained``, ``random``,
-    ``random (weights unavailable)`` or, for an architecture without released weights (unet),
-    ``none (from scratch)`` under every policy: from scratch by design is never an error."""
-    if not MODELS[cfg.arch].has_released_weights:
-        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), FROM_SCRATCH
-    if cfg.pretrained == "no":
-        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random"
-    try:
-        return build_model(cfg.arch, pretrained=True, **cfg.model_kwargs), "pretrained"
-    except PretrainedWeightsError as e:
-        if cfg.pretrained == "yes":
-            raise
-        log.warning("%s: pretrained weights unavailable, training from random init: %s", cfg.arch, e)
-        return build_model(cfg.arch, pretrained=False, **cfg.model_kwargs), "random (weights unavailable)"
-
-
-def trial_model(cfg: TrialConfig, state: dict[str, Any] | None) -> tuple[torch.nn.Module, str]:
-    """A new trial's model (``build_trial_model``), or a resumed one's: the architecture alone,
-    every weight from the checkpoint ``state``, and the label it started with. A resume never
-    needs the hub or the weights cache (a retried trial may land on a node without them)."""
-    if state is None:
-        return build_trial_model(cfg)
-    model = build_model(cfg.arch, pretrained=False, **cfg.model_kwargs)
-    model.load_state_dict(state.get(RAW_MODEL_KEY) or state["model"])  # raw_model: saved with an EMA
-    return model, state["weights"]
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
@@ -90,18 +58,10 @@ def load_checkpoint(checkpoint: tune.Checkpoint) -> dict[str, Any]:
         return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
-def trial_state(cfg: TrialConfig, train_loader: torch.utils.data.DataLoader,
-                device: torch.device) -> tuple[TrialState, str]:
-    """The trial's state and its weights label (``build_trial_model``): a new one, or the one
-    its last checkpoint saved when Tune restarted it (``tune.get_checkpoint()``)."""
+def last_checkpoint() -> dict[str, Any] | None:
+    """The checkpoint Tune restarts this trial from (``tune.get_checkpoint()``), or ``None``."""
     checkpoint = tune.get_checkpoint()
-    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
-    model, weights = trial_model(cfg, saved)
-    state = TrialState.create(cfg, model, train_loader, device)
-    if saved is not None:
-        state.load_state_dict(saved)  # the same shuffle, flips and dropout as unbroken
-        log.info("resumed %s from epoch %d", cfg.arch, state.epoch)
-    return state, weights
+    return load_checkpoint(checkpoint) if checkpoint is not None else None
 
 
 def _trial_dir() -> Path:
@@ -178,6 +138,7 @@ def epoch_result(state: TrialState, trial: TrialInfo, train_loss: float,
         "params": trial.params, "weights": trial.weights, "device": trial.device.type,
         "train_seconds": state.train_seconds, "hostname": platform.node(), "node_id": _node_id(),
         "gpu_ids": _gpu_ids(), "device_name": trial.provenance["device"],  # priced by grid.cost
+        "world_size": trial.cfg.world_size,
     }
 
 
@@ -274,7 +235,9 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
     ``provenance`` (the driver's command, versions, commit) goes into every checkpoint together
     with this trial's own versions and device. ``plugins`` (``depth-grid run --plugins``) are imported
     first, so their architectures are registered in this process too. ``eval_sets``
-    (``depth-grid run --eval-data``) are scored at the last epoch (``trainables.eval_sets``)."""
+    (``depth-grid run --eval-data``) are scored at the last epoch (``trainables.eval_sets``).
+    With ``world_size`` N > 1 (``--gpus-per-trial N``) this process is rank 0 of N: it starts the
+    others (``follow``, ``trainables.distributed``) and alone validates, reports and checkpoints."""
     load_plugins(plugins)
     # One line per checkpoint from Ray's storage, in every trial, every epoch: the trial table
     # already shows progress.
@@ -290,11 +253,20 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
     resolve_vml()  # exact CPU exp/log/sqrt from the first parallel call on (trainables.vml)
     torch.manual_seed(cfg.seed)
     device = pick_device()
+    cfg = cfg.on_device(device.type)  # on a GPU, the probed micro-batch per arch (every rank alike: follow)
     # Every batch has the trial's image_size: cuDNN times its kernels for that shape once and keeps
     # the fastest (a GPU run is not bit-reproducible anyway; the exact resume is the CPU's).
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    train_loader, val_loader = make_loaders(cfg, data)
-    state, weights = trial_state(cfg, train_loader, device)  # new, or resumed from its checkpoint
+    payload = {"entry": "trainables.follower:follow", "config": config, "data": data, "plugins": list(plugins)}
+    with data_parallel(cfg.world_size, device, payload) as ranks:
+        _lead(cfg, data, device, ranks, provenance, eval_sets)
+
+
+def _lead(cfg: TrialConfig, data: DataBundle, device: torch.device, ranks: Ranks,
+          provenance: dict[str, Any] | None, eval_sets: tuple[EvalSet, ...]) -> None:
+    """Rank 0's training (the only rank's, usually): every epoch validated, reported and checkpointed."""
+    train_loader, val_loader = make_loaders(cfg, data, ranks)
+    state, weights = trial_state(cfg, train_loader, device, last_checkpoint(), ranks)  # new, or resumed
     params = sum(p.numel() for p in state.model.parameters())
     trial = TrialInfo(cfg, device, weights, params, trial_provenance(provenance, device))
     # purge_step drops events a killed run logged after its last checkpoint: no duplicate epochs.
@@ -305,12 +277,11 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
             best_scores = BestScores(val_loader, cfg, device)
             checkpoints = MidEpochCheckpoints(state, trial, notice)
             infer_ms = None  # measured once, after the first epoch: the leaderboard's speed column
-            while state.epoch < cfg.epochs:
-                checkpoints.start()
-                train_loss = train_one_epoch(state, train_loader, cfg, device, checkpoints)
+
+            def validate(train_loss: float) -> None:
+                nonlocal infer_ms
                 metrics, panels = evaluate(state.eval_model, val_loader, cfg, device, n_examples=cfg.log_images)
                 checkpoints.stop()
-                state.epoch += 1
                 result = epoch_result(state, trial, train_loss, metrics)
                 infer_ms = infer_ms or inference_ms(state.eval_model, cfg.image_size, device)
                 result["infer_ms"] = round(infer_ms, 3)
@@ -318,6 +289,10 @@ def train_depth(config: dict[str, Any], *, data: DataBundle, provenance: dict[st
                     result.update(score_eval_sets(eval_sets, state.eval_model, metrics, cfg, device, state.epoch))
                 log_epoch(writer, state, result, metrics, panels)
                 report(state, trial, result, best_scores(state.eval_model, metrics))
+                checkpoints.start()  # the report's time is not training time
+
+            checkpoints.start()
+            train_epochs(state, train_loader, cfg, device, ranks, checkpoints, validate)
     finally:
         writer.close()
         release_memory()

@@ -119,6 +119,8 @@ class RunConfig:
             (_positive(self.max_concurrent), "--max-concurrent: must be > 0"),
             (self.cpus_per_trial is None or _positive(self.cpus_per_trial), "--cpus-per-trial: must be > 0"),
             (self.gpus_per_trial is None or self.gpus_per_trial >= 0, "--gpus-per-trial must be >= 0"),
+            (self.gpus_per_trial is None or self.gpus_per_trial <= 1 or float(self.gpus_per_trial).is_integer(),
+             "--gpus-per-trial above 1 must be a whole number: one data-parallel process per GPU"),
             (self.accelerator is None or self.accelerator.replace("-", "").replace("_", "").isalnum(),
              "--accelerator must be a GPU type such as T4 or P100, or any"),
             (self.max_failures >= -1, "--max-failures must be >= -1 (-1: retry forever)"),

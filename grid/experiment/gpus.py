@@ -135,12 +135,20 @@ def node_types_from_groups(groups: list[tuple[str, dict[str, float], int]]) -> t
                  for name, res, most in groups if res.get("GPU", 0) > 0 and most != 0)
 
 
+def disabled_node_types(groups: list[tuple[str, dict[str, float], int]]) -> tuple[NodeType, ...]:
+    """Node types with GPUs the autoscaler may not add (``max_workers: 0``, as cluster.yaml ships
+    its multi-GPU type): never counted as addable, only named when a request needs them."""
+    return tuple(NodeType(name, float(res.get("GPU", 0)), 0)
+                 for name, res, most in groups if res.get("GPU", 0) > 0 and most == 0)
+
+
 def decide(requested: float | None, node_gpus: list[float], addable: tuple[NodeType, ...],
-           source: str = "") -> GpuPlan:
+           source: str = "", disabled: tuple[NodeType, ...] = ()) -> GpuPlan:
     """GPUs per trial from the GPUs of the alive nodes and the addable GPU node types.
 
     ``requested`` is ``--gpus-per-trial`` (None: not given). ``source`` says where ``addable``
-    came from (named in the reason). Raises ExperimentError for a request no node can hold.
+    came from (named in the reason). Raises ExperimentError for a request no node can hold,
+    naming the ``disabled`` node types (``max_workers: 0``) that would hold it.
     """
     now = float(sum(node_gpus))
     largest_now = max(node_gpus, default=0.0)
@@ -167,10 +175,19 @@ def decide(requested: float | None, node_gpus: list[float], addable: tuple[NodeT
             f"--gpus-per-trial {_fmt(requested)}: no node has or can get {_gpus(requested)}, so every "
             f"trial would wait forever. The {have} (at most {_fmt(largest_now)} on one node) and "
             f"{can_add}. Pass --gpus-per-trial 0 to train on CPU, or leave it out "
-            "(1 when the cluster has or can add GPUs, else 0).")
+            f"(1 when the cluster has or can add GPUs, else 0).{_enable_hint(requested, disabled)}")
     where = (f"a node now has {_fmt(largest_now)}" if fits_now
              else f"node type {fits_type[0].name} has {_fmt(fits_type[0].gpus)}")
     return GpuPlan(float(requested), f"--gpus-per-trial {_fmt(requested)} ({where}); {have}", now, addable)
+
+
+def _enable_hint(requested: float, disabled: tuple[NodeType, ...]) -> str:
+    fits = [t for t in disabled if requested <= t.gpus]
+    if not fits:
+        return ""
+    named = ", ".join(f"{t.name} ({_fmt(t.gpus)} GPUs per node)" for t in fits)
+    return (f" Node type {named} would hold it but has max_workers 0 (not started by default): raise its "
+            "max_workers in the cluster config and `ray up` it again (docs/cluster.md, \"Multi-GPU nodes\").")
 
 
 def default_cpus(gpus_per_trial: float, gpu_nodes: list[dict[str, float]]) -> tuple[float, str]:
@@ -304,7 +321,7 @@ def cluster_gpus(requested: float | None, accelerator: str | None = None,
         plan = decide(requested, node_gpus, ())
     else:
         groups, source = addable_groups()
-        plan = decide(requested, node_gpus, node_types_from_groups(groups), source)
+        plan = decide(requested, node_gpus, node_types_from_groups(groups), source, disabled_node_types(groups))
     if plan.gpus_per_trial == 0:
         return replace(plan, cpus_per_trial=cpus or 1.0, cpus_reason="--cpus-per-trial" if cpus else "1 on CPU")
     if groups is None:

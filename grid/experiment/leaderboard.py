@@ -4,7 +4,9 @@
 experiment's ``experiment.json`` without starting Ray: trial statuses through Tune's own
 ``ExperimentAnalysis``, and the project's rules on top of the trial files (``params.json``,
 ``result.json`` with every attempt's lines, ``error.txt``, the checkpoints' ``metrics.json``):
-one row per trial at its best epoch, config errors, cost, eval-set columns.
+one row per trial at its best epoch, config errors, cost, eval-set columns. The top-K
+ensemble's section is ``grid.experiment.ensemble_table``'s (``ENSEMBLE_FILE`` and
+``format_ensemble`` are still importable from here).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from grid.experiment.ensemble_table import ENSEMBLE_FILE as ENSEMBLE_FILE
+from grid.experiment.ensemble_table import ensemble_section
+from grid.experiment.ensemble_table import format_ensemble as format_ensemble
 from grid.experiment.groups import group_key, scores_uri, seeds_section, write_groups
 from grid.experiment.storage import Storage
 from trainables.io import atomic_write
@@ -33,11 +38,10 @@ SHOWN_WITH_FRACTIONS = ("train_fraction", "train_images")  # shown after lr when
 COLUMNS += ["silog", "protocol", "align"]  # BTS's SILog (x100) and how validation scored (trainables.protocols)
 COLUMNS += ["failures", "preemptions"]  # the trial's retries: after real failures, after preemptions
 COLUMNS += ["infer_ms"]  # ms per image at the input size on the trial's device (trainables.timing)
+COLUMNS += ["gpus_per_trial", "world_size"]  # GPUs held (all priced); data-parallel processes trained on
 SCORING = ("protocol", "align")  # shown after delta1 when some trial validates under a protocol or aligns
 OPTIONAL = ("tag", "tta")  # shown only when some trial has one: a variant's label, flip test-time averaging
 EVAL_METRICS = ("si_rmse", "abs_rel", "delta1")  # of each --eval-data set, in the leaderboard
-ENSEMBLE_FILE = "ensemble.json"  # depth-grid evaluate --ensemble's record, shown in leaderboard.md
-ENSEMBLE_SHOWN = ("si_rmse", "abs_rel", "rmse", "delta1")
 
 
 class LeaderboardError(RuntimeError):
@@ -164,6 +168,7 @@ def trial_row(store: Storage, trial_dir: str, gpus_per_trial: float, statuses: d
         "train_loss": best.get("train_loss"),
         "params": last.get("params"), "weights": last.get("weights", ""),
         "gpu_hours": gpu_hours, "accelerator": accelerator, "cost_usd": cost, "infer_ms": last.get("infer_ms"),
+        "gpus_per_trial": gpus_per_trial, "world_size": int(last.get("world_size", 1)),
         "status": status, "error": error if status == "error" else "", "checkpoint": checkpoint,
         "eval_epoch": scored.get("eval_epoch"), "train_fraction": params.get("train_fraction", 1.0),
         "train_images": train_images(params) if train_images is not None else None,
@@ -284,6 +289,8 @@ def format_table(df: pd.DataFrame) -> str:
     if any(c in df and (df[c].fillna("none") != "none").any() for c in SCORING):
         at = columns.index("delta1") + 1
         columns[at:at] = SCORING
+    if "world_size" in df and (pd.to_numeric(df.world_size, errors="coerce").fillna(1) > 1).any():
+        columns.insert(columns.index("gpu_hours"), "world_size")  # data-parallel trials: on how many GPUs
     columns = [c for c in columns if c not in OPTIONAL or (c in df and df[c].fillna("").astype(bool).any())]
     shown = df[[c for c in columns if c in df]].copy()
     if "silog" in shown:  # x100: two decimals, as papers print it
@@ -321,33 +328,3 @@ def read_leaderboard(experiment_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise LeaderboardError(f"{path}: no leaderboard yet; run `depth-grid leaderboard {experiment_dir}`")
     return pd.read_csv(path)
-
-
-def format_ensemble(record: dict) -> str:
-    """The ensemble against each of its members, as a Markdown table with a one-line verdict."""
-    def cells(metrics: dict) -> str:
-        return " | ".join(f"{metrics[name]:.4f}" for name in ENSEMBLE_SHOWN)
-
-    lines = [f"| model | {' | '.join(ENSEMBLE_SHOWN)} |", "|" + "---|" * (len(ENSEMBLE_SHOWN) + 1),
-             f"| **top-{record['k']} ensemble** | {cells(record['ensemble'])} |"]
-    for m in record["members"]:
-        lines.append(f"| {m['arch']} `{m['trial_id']}` ({m['input_size'][0]}x{m['input_size'][1]}) | "
-                     f"{cells(m['metrics'])} |")
-    best = min(record["members"], key=lambda m: m["metrics"]["si_rmse"])
-    gain = best["metrics"]["si_rmse"] - record["ensemble"]["si_rmse"]
-    lines.append(f"\nOn {record['images']} validation images the ensemble's si_rmse is "
-                 f"{record['ensemble']['si_rmse']:.4f}, {abs(gain):.4f} {'below' if gain >= 0 else 'above'} "
-                 f"the best single trial ({best['arch']}, {best['metrics']['si_rmse']:.4f}).")
-    return "\n".join(lines)
-
-
-def ensemble_section(experiment_dir: Path) -> str:
-    """The Markdown shown under the leaderboard when ``grid.evaluate --ensemble`` has run."""
-    path = Path(experiment_dir) / ENSEMBLE_FILE
-    if not path.is_file():
-        return ""
-    record = json.loads(path.read_text())
-    return (f"\n## Top-{record['k']} ensemble\n\nMean log-depth of the best {record['k']} finished trials, each "
-            f"at its own input size, scored with its members on the validation split (`depth-grid "
-            f"evaluate --experiment {Path(experiment_dir).name} --ensemble {record['k']}`).\n\n"
-            + format_ensemble(record) + "\n")

@@ -204,6 +204,7 @@ def run(cfg: RunConfig) -> Experiment:
     from grid.experiment.leaderboard import build_leaderboard, format_table
     from grid.experiment.reach import cluster_storage_reach
     from grid.experiment.split_task import release, wanted
+    from grid.experiment.tuner import check_world_size
     from trainables.provenance import provenance
 
     # Tune's legacy output takes grid.experiment.tuner's compact trial table; its new one prints
@@ -213,6 +214,7 @@ def run(cfg: RunConfig) -> Experiment:
         # Refuses GPUs (or a GPU type) no node can have: nothing written.
         gpu_plan = cluster_gpus(cfg.gpus_per_trial, cfg.accelerator, checked.prices, cfg.cpus_per_trial)
         cluster_cpus(gpu_plan.cpus_per_trial)  # and CPUs
+        check_world_size(checked.plan, gpu_plan.gpus_per_trial)  # data-parallel trials: accum_steps divides
         if cfg.address not in (None, "local"):  # a cluster joined: a folder some node cannot write is refused
             cluster_storage_reach(checked.storage, given=cfg.storage is not None)
         print(f"GPUs per trial: {gpu_plan.gpus_per_trial:g} ({gpu_plan.reason})")

@@ -58,6 +58,34 @@ def progress_reporter(param_space: dict | None = None):
                             max_report_frequency=30, sort_by_metric=True)
 
 
+def with_world_size(param_space: dict, gpus: float) -> dict:
+    """``--gpus-per-trial N`` > 1: each trial trains data-parallel on its N GPUs, one process per
+    GPU (the trial setting ``world_size``, ``trainables.distributed``); a bundle on one node."""
+    return {**param_space, "world_size": int(gpus)} if gpus > 1 else param_space
+
+
+def check_world_size(plan: list[tuple[str, dict]], gpus: float) -> None:
+    """Refuse, before anything is written, a plan whose ``accum_steps`` (a value or a grid) is not
+    a multiple of ``--gpus-per-trial N`` > 1 (each optimiser step sums one micro-batch per GPU),
+    or whose ``world_size`` (``--set``) is not N."""
+    if gpus <= 1:
+        return
+    from grid.experiment.plan import ExperimentError
+
+    n = int(gpus)
+    for name, param_space in plan:
+        if param_space.get("world_size", n) != n:
+            raise ExperimentError(f"--gpus-per-trial {n} and --set world_size={param_space['world_size']} disagree: "
+                                  "the GPUs per trial set the world size; leave world_size out")
+        value = param_space.get("accum_steps", 8)
+        values = value.get("grid_search", []) if isinstance(value, dict) else [value]
+        bad = [v for v in values if isinstance(v, int) and v % n]
+        if bad:
+            raise ExperimentError(f"--gpus-per-trial {n}: accum_steps={bad[0]} (experiment {name}) is not a multiple "
+                                  f"of {n}: each optimiser step sums one micro-batch per GPU; pass --set "
+                                  f"accum_steps=K with K a multiple of {n}, or another --gpus-per-trial")
+
+
 def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: RunConfig, storage: str,
                gpus: float, accelerator: str | None = None, cpus: float = 1.0):
     """A new Tuner for the study, or the one in ``storage`` restored (finished trials kept).
@@ -70,6 +98,7 @@ def make_tuner(trainable, tune_name: str, param_space: dict, search: dict, cfg: 
     from grid.experiment.gpus import trial_bundle
 
     trainable = tune.with_resources(trainable, trial_bundle(cpus, gpus, accelerator))
+    param_space = with_world_size(param_space, gpus)
     path = f"{storage.rstrip('/')}/{tune_name}"
     if tune.Tuner.can_restore(path):
         print(f"Resuming experiment {path} (finished trials are kept, not re-run)")
