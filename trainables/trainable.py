@@ -139,6 +139,7 @@ def epoch_result(state: TrialState, trial: TrialInfo, train_loss: float,
         "train_seconds": state.train_seconds, "hostname": platform.node(), "node_id": _node_id(),
         "gpu_ids": _gpu_ids(), "device_name": trial.provenance["device"],  # priced by grid.cost
         "world_size": trial.cfg.world_size,
+        "resumed_at_epoch": state.resumed_epoch,  # -1, or where this process took the trial up from its checkpoint
     }
 
 
