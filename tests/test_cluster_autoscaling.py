@@ -2,7 +2,8 @@
 cluster command on an autoscaling cluster that starts with no GPU worker, reading the data and
 keeping its record in the bucket; the driver killed, the same command on a fresh cluster (a new
 head, new nodes, an empty `results/`) resumes from the bucket without computing the split again;
-`depth-grid predict --experiment s3://...` writes the maps the local record gives.
+`depth-grid predict --experiment s3://...` writes the maps the local record gives, `depth-grid
+leaderboard s3://...` reads the record, and other settings under the same name are refused.
 
 The bucket is a real S3-protocol server on loopback (moto, `tests/s3_server.py`), logging each
 request with its access key. The cluster is Ray's own fake multi-node provider: a CPU-only head
@@ -312,6 +313,30 @@ def test_readme_cloud_flow_packs_runs_resumes_and_predicts_from_the_bucket(tmp_p
             cluster, node = key.split("-node")
             cached = {p.name for p in (disks / cluster / node / "cache").rglob("shard-*.tar")}
             assert cached == {Path(p).name for k, p in fetched if k == key}, (key, cached)
+
+        # The record sits in the bucket beside Tune's files, and the commands read it from there.
+        def stored(key: str) -> bytes:
+            return server.client().get_object(Bucket="bucket", Key=f"depth-grid/smoke/{key}")["Body"].read()
+
+        keys = set(bucket_keys(server, "depth-grid/smoke/"))
+        assert {f"depth-grid/smoke/{k}" for k in ("experiment.json", "split.json", "leaderboard.csv",
+                                                   "leaderboard.md")} <= keys, sorted(keys)
+        kept = json.loads(stored("experiment.json"))
+        assert kept["split"] == "split.json" and kept["storage"] == "s3://bucket/depth-grid", kept
+        assert stored("leaderboard.csv").decode() == (exp / "leaderboard.csv").read_text()
+        shown = subprocess.run([depth_grid, "leaderboard", "s3://bucket/depth-grid/smoke"], env=laptop,
+                               capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0 and "mobilenet_unet" in shown.stdout, shown.stdout + shown.stderr
+        missing = subprocess.run([depth_grid, "leaderboard", "s3://bucket/depth-grid/nothing-here"], env=laptop,
+                                 capture_output=True, text=True, timeout=120)
+        assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0, missing.stderr
+        assert "s3://bucket/depth-grid/nothing-here: no experiment.json there" in missing.stderr
+        # Other settings under the same name, on another fresh head: refused before Ray, nothing written.
+        local_ray = [t for i, t in enumerate(cmd) if "--address" not in (t, cmd[i - 1])]
+        other = subprocess.run([*local_ray, "--results", str(tmp_path / "results3"), "--set", "lr=0.01"],
+                               env=laptop, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert other.returncode == 2 and "lr: 0.001 -> 0.01" in other.stderr, other.stdout[-2000:] + other.stderr
+        assert "Traceback" not in other.stderr and not (tmp_path / "results3").exists()
 
         # predict from the bucket's record writes the maps the local record gives.
         maps = {}

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
 START_TIMEOUT = timedelta(minutes=5)  # for the followers to start (import torch, the models) and join
 STOP_SECONDS = 60.0  # for the followers to exit after the last epoch
+DEAD_WAIT_S = 15.0  # after rank 0's error: for a dying follower to exit, so the error can name it
 
 
 @dataclass
@@ -163,7 +164,9 @@ def data_parallel(world: int, device: torch.device, payload: dict[str, Any]) -> 
         yield _join(0, world, store, device)
         ok = True
     except Exception as e:  # not SystemExit: Tune stopping the trial ends it as asked
-        dead = _exited(followers, wait=1.0)  # a follower's death shows here as a broken connection
+        # A follower's death shows here first as a broken connection; it may take seconds to exit
+        # (its traceback, torch's teardown) on a busy machine: 1 s was too short once in CI.
+        dead = _exited(followers, wait=DEAD_WAIT_S)
         if dead:
             raise RuntimeError(f"data-parallel trial: {dead} (its traceback is in the trial's log)") from e
         raise
