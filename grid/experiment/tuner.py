@@ -71,13 +71,14 @@ def check_world_size(plan: list[tuple[str, dict]], gpus: float) -> None:
     if gpus <= 1:
         return
     from grid.experiment.plan import ExperimentError
+    from trainables.config import TrialConfig
 
     n = int(gpus)
     for name, param_space in plan:
         if param_space.get("world_size", n) != n:
             raise ExperimentError(f"--gpus-per-trial {n} and --set world_size={param_space['world_size']} disagree: "
                                   "the GPUs per trial set the world size; leave world_size out")
-        value = param_space.get("accum_steps", 8)
+        value = param_space.get("accum_steps", TrialConfig.accum_steps)  # unset: the trial's default
         values = value.get("grid_search", []) if isinstance(value, dict) else [value]
         bad = [v for v in values if isinstance(v, int) and v % n]
         if bad:
