@@ -165,13 +165,17 @@ def bucket_keys(server: S3Server, prefix: str) -> list[str]:
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
+def bucket_object(server: S3Server, key: str) -> bytes:
+    return server.client().get_object(Bucket="bucket", Key=key)["Body"].read()
+
+
 def snapshot_epochs(server: S3Server) -> dict[str, int]:
     """Each trial's last reported epoch in Tune's newest experiment snapshot in the bucket (what
     a restore reads: a checkpoint reported after it is not known to the restored experiment)."""
     states = sorted(k for k in bucket_keys(server, "depth-grid/smoke/") if "/experiment_state-" in k)
     if not states:
         return {}
-    state = json.loads(server.client().get_object(Bucket="bucket", Key=states[-1])["Body"].read())
+    state = json.loads(bucket_object(server, states[-1]))
     trials = [(json.loads(t), json.loads(run)) for t, run in state["trial_data"]]
     return {t["trial_id"]: run["last_result"]["epoch"] for t, run in trials if "epoch" in (run["last_result"] or {})}
 
@@ -283,7 +287,7 @@ def test_readme_cloud_flow_packs_runs_resumes_and_predicts_from_the_bucket(tmp_p
         assert said.startswith("GPUs per trial: 1 (cluster has 0 GPUs now;") and "gpu_t4_spot" in said, said
 
         reports = [json.loads(line) for key in bucket_keys(server, "depth-grid/smoke/") if key.endswith("/result.json")
-                   for line in server.client().get_object(Bucket="bucket", Key=key)["Body"].read().decode().splitlines()
+                   for line in bucket_object(server, key).decode().splitlines()
                    if line.strip()]
         trials = {r["trial_id"] for r in reports}
         assert len(trials) == 2, f"smoke has two trials, the bucket holds {sorted(trials)}"
@@ -316,7 +320,7 @@ def test_readme_cloud_flow_packs_runs_resumes_and_predicts_from_the_bucket(tmp_p
 
         # The record sits in the bucket beside Tune's files, and the commands read it from there.
         def stored(key: str) -> bytes:
-            return server.client().get_object(Bucket="bucket", Key=f"depth-grid/smoke/{key}")["Body"].read()
+            return bucket_object(server, f"depth-grid/smoke/{key}")
 
         keys = set(bucket_keys(server, "depth-grid/smoke/"))
         assert {f"depth-grid/smoke/{k}" for k in ("experiment.json", "split.json", "leaderboard.csv",
